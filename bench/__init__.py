@@ -1,0 +1,1 @@
+"""bench of firmware-py (installed as firmware_py.bench)."""

@@ -1,0 +1,1 @@
+"""drivers of firmware-py (installed as firmware_py.drivers)."""

@@ -1,0 +1,1 @@
+"""kernels of firmware-py (installed as firmware_py.kernels)."""

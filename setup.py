@@ -1,0 +1,115 @@
+"""Build for firmware-py.
+
+The repository keeps one folder per role (firmware_py/, kernels/, drivers/, models/, bench/);
+package_dir installs them under the single import name ``firmware_py`` so that no generic
+top-level name (``kernels``, ``models``) collides with another distribution.
+"""
+import glob
+import os
+import sys
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# -O3 for the vectoriser; no -march=native: the Raspberry Pi is not the build machine.
+# FIRMWARE_PY_OPENMP=0 builds without OpenMP (the kernels then run single-threaded).
+COMPILE_ARGS = ["-O3", "-ffast-math" if os.environ.get("FIRMWARE_PY_FAST_MATH") else "-fno-math-errno"]
+LINK_ARGS = []
+if os.environ.get("FIRMWARE_PY_OPENMP", "1") != "0" and sys.platform.startswith("linux"):
+    COMPILE_ARGS.append("-fopenmp")
+    LINK_ARGS.append("-fopenmp")
+if os.environ.get("FIRMWARE_PY_VEC_REPORT"):
+    COMPILE_ARGS.append("-fopt-info-vec-optimized")
+
+
+def kernel_extensions():
+    exts = []
+    for pyx in sorted(glob.glob(os.path.join("kernels", "*.pyx"))):
+        name = os.path.splitext(os.path.basename(pyx))[0]
+        exts.append(
+            Extension(
+                f"firmware_py.kernels.{name}",
+                [pyx],
+                include_dirs=[numpy.get_include()],
+                extra_compile_args=COMPILE_ARGS,
+                extra_link_args=LINK_ARGS,
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            )
+        )
+    return exts
+
+
+def mapped_packages():
+    """firmware_py.* from firmware_py/, plus the role folders mapped under firmware_py."""
+    packages = ["firmware_py"] + [f"firmware_py.{p}" for p in find_packages("firmware_py")]
+    package_dir = {"firmware_py": "firmware_py"}
+    for folder in ("kernels", "drivers", "models", "bench"):
+        packages.append(f"firmware_py.{folder}")
+        package_dir[f"firmware_py.{folder}"] = folder
+        for sub in find_packages(folder):
+            packages.append(f"firmware_py.{folder}.{sub}")
+    return packages, package_dir
+
+
+PACKAGES, PACKAGE_DIR = mapped_packages()
+
+RUNTIME_DEPS = [
+    # tflite-runtime 2.14 is the last release and has wheels for Python <= 3.11 (x86_64, aarch64);
+    # on newer Pythons ai-edge-litert provides the same Interpreter API and accepts NumPy 2.
+    "tflite-runtime>=2.14,<2.15; python_version < '3.12'",
+    "ai-edge-litert>=1.0; python_version >= '3.12'",
+    "numpy>=1.23,<2; python_version < '3.12'",
+    "numpy>=1.26; python_version >= '3.12'",
+    "pyserial>=3.5,<4",
+    "pyyaml>=6.0,<7",
+    "psutil>=5.9,<8",
+    # CRC-32C in hardware (SSE4.2 / ARMv8 CRC) for the probe protocol's integrity check.
+    "crc32c>=2.3,<3",
+    # Ed25519 signature of the model manifest.
+    "cryptography>=41,<51",
+]
+
+setup(
+    name="firmware-py",
+    version="0.1.0",
+    description="Headless runtime for handheld ultrasound probes: probe link, SIMD preprocessing, "
+    "int8 inference on Edge TPU / NPU with CPU twins, battery-aware model tiers",
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read()
+    if os.path.exists(os.path.join(HERE, "README.md"))
+    else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    package_data={
+        "firmware_py": ["config/*.yaml"],
+        "firmware_py.models": ["manifest.yaml", "manifest.yaml.sig", "*.tflite", "keys/*.pub"],
+        "firmware_py.kernels": ["*.pyx", "*.pxd"],
+    },
+    ext_modules=cythonize(
+        kernel_extensions(),
+        compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+    ),
+    install_requires=RUNTIME_DEPS,
+    extras_require={
+        "test": [
+            "pytest>=7.4",
+            "pytest-benchmark>=4.0",
+            "hypothesis>=6.80",
+            "pillow>=10",
+            "opencv-python-headless>=4.8,<5",  # bench/test baseline only, never on the device
+        ],
+        "bench": ["opencv-python-headless>=4.8,<5", "pillow>=10"],
+        "train": [
+            "tensorflow-cpu>=2.14,<2.22",
+            "pillow>=10",
+            "matplotlib>=3.7",
+        ],
+    },
+    entry_points={"console_scripts": ["firmware-py=firmware_py.cli:main"]},
+    zip_safe=False,
+)
