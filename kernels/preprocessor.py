@@ -1,0 +1,157 @@
+"""Preprocessor: probe frame samples -> the model's int8 input tensor, in one fused pass.
+
+Public, validating wrapper over the private Cython kernel ``_preprocess.fused_preprocess``.
+The math is docs/architecture.md "Preprocessing contract"; ``reference.preprocess`` is its NumPy
+twin and the kernel agrees with it within one int8 LSB (see docs/kernels.md).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from firmware_py.geometry import Geometry
+from firmware_py.kernels import _preprocess
+from firmware_py.kernels.scan_lut import ScanLUT, build_scan_lut
+
+_MAX_GRID = 4096
+
+
+def _display_table(bits: int, dynamic_range_db: float) -> np.ndarray:
+    """Per-code display value before TGC and clipping (float32; 256 or 65536 entries)."""
+    if bits == 8:
+        return np.arange(256, dtype=np.float32)
+    a = np.maximum(np.arange(65536, dtype=np.float64), 1.0)
+    db = 20.0 * np.log10(a / 65535.0)
+    return (255.0 * (db + dynamic_range_db) / dynamic_range_db).astype(np.float32)
+
+
+def _gain_table(geometry: Geometry, dynamic_range_db: float) -> np.ndarray:
+    from firmware_py.kernels.reference import tgc_db_per_sample
+
+    return (tgc_db_per_sample(geometry) * 255.0 / dynamic_range_db).astype(np.float32)
+
+
+def _positive_int(name: str, value, upper: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= upper:
+        raise ValueError(f"{name}={value!r}: pass an integer from 1 to {upper}")
+    return int(value)
+
+
+def _finite(name: str, value, *, positive: bool = False, lo=None, hi=None) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}={value!r}: pass a number") from None
+    if not math.isfinite(v) or (positive and v <= 0) or (lo is not None and v < lo) or (hi is not None and v > hi):
+        want = "a finite number > 0" if positive else f"a finite number in [{lo}, {hi}]"
+        raise ValueError(f"{name}={value!r}: pass {want}")
+    return v
+
+
+class Preprocessor:
+    """Fused TGC -> log compression -> bilinear scan conversion -> normalise -> int8 quantization.
+
+    Parameters
+    ----------
+    out_h, out_w : the model's input size; the grid spans ``geometry.bounding_box_mm()``.
+    scale, zero_point : the model input tensor's quantization parameters.
+    dynamic_range_db : displayed dynamic range (16-bit envelope data and TGC scaling).
+    mean, std : normalisation ``(display / 255 - mean) / std``.
+    fill : display value in [0, 255] for pixels outside the sector.
+    speckle_filter : 3x3 median on the output grid after interpolation (second pass over the
+        int8 codes, an H x W scratch buffer; the median commutes with the monotone quantization).
+    threads : OpenMP threads over output rows (1 = run on the calling thread only).
+    """
+
+    def __init__(self, out_h, out_w, *, scale, zero_point, dynamic_range_db=60.0, mean=0.0, std=1.0,
+                 fill=0.0, speckle_filter=False, threads=1):
+        self.out_h = _positive_int("out_h", out_h, _MAX_GRID)
+        self.out_w = _positive_int("out_w", out_w, _MAX_GRID)
+        self.scale = _finite("scale", scale, positive=True)
+        if isinstance(zero_point, bool) or not isinstance(zero_point, numbers.Integral) or not -128 <= zero_point <= 127:
+            raise ValueError(f"zero_point={zero_point!r}: pass the int8 input zero point, an integer in -128..127")
+        self.zero_point = int(zero_point)
+        self.dynamic_range_db = _finite("dynamic_range_db", dynamic_range_db, positive=True)
+        self.mean = _finite("mean", mean, lo=-1e6, hi=1e6)
+        self.std = _finite("std", std, positive=True)
+        self.fill = _finite("fill", fill, lo=0.0, hi=255.0)
+        self.speckle_filter = bool(speckle_filter)
+        self.threads = _positive_int("threads", threads, 256)
+        # Display value d maps to the code rint(d * a + b), saturated to int8.
+        self._a = np.float32(1.0 / (255.0 * self.std * self.scale))
+        self._b = np.float32(-self.mean / (self.std * self.scale) + self.zero_point)
+        self._tables = {}
+        self._lut: ScanLUT | None = None
+        self._gain: np.ndarray | None = None
+        self._scratch = np.empty(self.out_h * self.out_w, np.int8) if self.speckle_filter else None
+        self.lut_builds = 0  # how many times the LUT was (re)built: once per geometry change
+
+    @property
+    def fill_code(self) -> int:
+        """int8 code written for outside-sector pixels (same float32 arithmetic as the kernel)."""
+        x = np.float32(self.fill) * self._a + self._b
+        return int(np.rint(np.clip(x, np.float32(-128), np.float32(127))))
+
+    def lut_for(self, geometry: Geometry) -> ScanLUT:
+        """The cached LUT for this geometry; rebuilt only when the geometry differs from the last."""
+        if self._lut is None or self._lut.geometry != geometry:
+            self._lut = build_scan_lut(geometry, self.out_h, self.out_w)
+            self._gain = _gain_table(geometry, self.dynamic_range_db)
+            self.lut_builds += 1
+        return self._lut
+
+    def _table(self, bits: int) -> np.ndarray:
+        t = self._tables.get(bits)
+        if t is None:
+            t = self._tables[bits] = _display_table(bits, self.dynamic_range_db)
+        return t
+
+    def _check(self, samples, geometry, out) -> np.ndarray:
+        if not isinstance(geometry, Geometry):
+            raise TypeError(f"geometry is {type(geometry).__name__}: pass a firmware_py.geometry.Geometry")
+        if not isinstance(samples, np.ndarray):
+            raise TypeError(f"samples is {type(samples).__name__}: pass a numpy array (n_lines, n_samples)")
+        want = np.uint8 if geometry.bits == 8 else np.uint16
+        if samples.dtype != want:
+            raise TypeError(f"samples dtype {samples.dtype} does not match bits={geometry.bits}: pass {np.dtype(want)}")
+        if samples.shape != (geometry.n_lines, geometry.n_samples):
+            raise ValueError(
+                f"samples shape {samples.shape} != geometry (n_lines, n_samples) = "
+                f"({geometry.n_lines}, {geometry.n_samples}): pass the frame as (lines, samples)"
+            )
+        if not samples.flags.c_contiguous:
+            raise ValueError("samples is not C-contiguous: pass np.ascontiguousarray(samples)")
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out is {type(out).__name__}: pass an int8 numpy array (e.g. the input tensor view)")
+        if out.dtype != np.int8:
+            raise TypeError(f"out dtype {out.dtype}: pass an int8 buffer (the model's int8 input tensor)")
+        h, w = self.out_h, self.out_w
+        if out.shape not in ((h, w), (1, h, w, 1), (1, h, w)):
+            raise ValueError(f"out shape {out.shape}: pass ({h}, {w}), (1, {h}, {w}) or (1, {h}, {w}, 1)")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be a writeable C-contiguous int8 buffer: pass the tensor view itself")
+        return out.reshape(-1)
+
+    def run(self, samples: np.ndarray, geometry: Geometry, out: np.ndarray) -> np.ndarray:
+        """Preprocess one frame into ``out`` (written in place, also returned)."""
+        flat = self._check(samples, geometry, out)
+        lut = self.lut_for(geometry)
+        target = self._scratch if self.speckle_filter else flat
+        _preprocess.fused_preprocess(
+            samples, self._table(geometry.bits), self._gain, lut.src, lut.wl, lut.ws,
+            self.out_h, self.out_w, lut.line_step, self.fill, self._a, self._b, target, self.threads,
+        )
+        if self.speckle_filter:
+            _preprocess.median3x3_int8(target, lut.src, self.out_h, self.out_w, self.fill_code, flat, self.threads)
+        return out
+
+    def run_frame(self, frame, out: np.ndarray) -> np.ndarray:
+        """Convenience for the pipeline: a drivers Frame (``samples``, ``geometry``) into ``out``."""
+        return self.run(frame.samples, frame.geometry, out)
+
+    def __call__(self, samples, geometry):
+        """Allocate and return a fresh (H, W) int8 image (tests, tools; the daemon uses run)."""
+        out = np.empty((self.out_h, self.out_w), np.int8)
+        return self.run(samples, geometry, out)
