@@ -1,0 +1,53 @@
+"""`firmware-py run`: the daemon."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from firmware_py.config import load_config
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run the daemon (against the built-in probe simulator unless probe.port is set)",
+        description="Read probe frames, preprocess them, run the model tiers and emit one result per frame "
+        "(JSON lines). With the default configuration a probe simulator is started on a pseudo-terminal. "
+        "A live status line goes to stderr; a one-line summary to stdout at the end.")
+    p.add_argument("--config", metavar="PATH", help="YAML configuration merged over the shipped defaults")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (run.duration_s)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames (run.max_frames)")
+    p.add_argument("--port", metavar="URL", help="probe serial port or pyserial URL (probe.port)")
+    p.add_argument("--images", metavar="DIR", help="simulator sends the images of DIR (simulator.images_dir)")
+    p.add_argument("--fps", type=float, metavar="HZ", help="simulator frame rate (simulator.fps)")
+    p.add_argument("--results", metavar="PATH", help="results as JSON lines to PATH, '-' for stdout "
+                   "(output.results)")
+    p.add_argument("--journal", metavar="PATH", help="SQLite journal file (output.journal)")
+    p.add_argument("--status-interval", type=float, metavar="S", help="status line period, 0 = off")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(handler=run)
+
+
+def overrides_from_args(args) -> dict[str, dict]:
+    table = {
+        ("run", "duration_s"): args.duration, ("run", "max_frames"): args.max_frames,
+        ("probe", "port"): args.port, ("simulator", "images_dir"): args.images, ("simulator", "fps"): args.fps,
+        ("output", "results"): args.results, ("output", "journal"): args.journal,
+        ("output", "status_interval_s"): args.status_interval, ("log", "level"): args.log_level,
+    }
+    out: dict[str, dict] = {}
+    for (sec, key), value in table.items():
+        if value is not None:
+            out.setdefault(sec, {})[key] = value
+    return out
+
+
+def run(args) -> int:
+    from firmware_py.daemon.runner import Daemon
+
+    cfg = load_config(args.config)
+    cfg = cfg.replace(**overrides_from_args(args))
+    logging.getLogger().setLevel(cfg.log.level.upper())
+    daemon = Daemon(cfg)
+    code = daemon.run()
+    print(daemon.summary, flush=True)
+    return code
