@@ -1,0 +1,48 @@
+# firmware-py: two commands on a fresh machine.
+#   make demo   - create .venv, install, run the daemon against the built-in probe simulator
+#   make test   - create .venv if needed, install with the test extras, run pytest
+PYTHON   ?= python3
+VENV     ?= .venv
+DURATION ?= 20
+OUT      ?= out
+PYTEST_ARGS ?=
+BIN       = $(VENV)/bin
+SOURCES   = setup.py pyproject.toml $(wildcard kernels/*.pyx kernels/*.pxd)
+
+.PHONY: demo test bench models clean help
+
+help:
+	@echo "make demo [DURATION=20]   run the daemon against the probe simulator for DURATION seconds"
+	@echo "make test [PYTEST_ARGS=]  run the test suite"
+	@echo "make bench                run the benchmarks, JSON into $(OUT)/bench"
+	@echo "make models DATA=DIR      rebuild the model zoo from the data (needs the train extra)"
+
+$(BIN)/python:
+	@sh tools/bootstrap.sh "$(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python $(SOURCES)
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+demo: $(VENV)/.installed
+	@mkdir -p $(OUT)
+	$(BIN)/firmware-py run --duration $(DURATION) --results $(OUT)/demo-results.jsonl \
+		--journal $(OUT)/demo-journal.sqlite
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	@mkdir -p $(OUT)/bench
+	$(BIN)/firmware-py bench link --json $(OUT)/bench/link.json
+	$(BIN)/firmware-py bench kernels --json $(OUT)/bench/kernels.json
+	$(BIN)/firmware-py bench inference --json $(OUT)/bench/inference.json
+
+clean:
+	rm -rf build *.egg-info kernels/*.c kernels/*.so $(OUT)

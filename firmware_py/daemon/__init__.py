@@ -1,0 +1,1 @@
+"""Daemon lifecycle, the processing pipeline and the status line."""

@@ -1,0 +1,226 @@
+"""Daemon lifecycle: wire link -> slot -> preprocessing -> engine -> results, run, report.
+
+Start order: engine first (a bad or unsigned model set fails before the probe is touched),
+then result sinks, then the probe source (simulator child on a pty, or the configured port),
+then the acquisition and processing threads. Stop order is the reverse, and the frame still in
+the slot is processed before the sinks close.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from firmware_py.daemon.pipeline import LatencyWindow, LatestFrameSlot, ProcessingThread
+from firmware_py.daemon.simulator_process import SimulatorProcess
+from firmware_py.daemon.status import Snapshot, StatusLine, format_status, format_summary
+from firmware_py.errors import FirmwareError
+from firmware_py.power import PolicyInputs, TierPolicy, make_battery, make_thermal
+from firmware_py.results import JsonLinesSink, ResultJournal, ResultRecord
+
+log = logging.getLogger(__name__)
+
+POLICY_PERIOD_S = 1.0
+
+
+class Daemon:
+    def __init__(self, cfg, *, stop_event: threading.Event | None = None, status_stream=None,
+                 sim_extra_args: list[str] | None = None):
+        self.cfg = cfg
+        self.stop_event = stop_event or threading.Event()
+        self._status = StatusLine(status_stream) if status_stream is not None else StatusLine()
+        self._sim_extra = sim_extra_args
+        self.latency = LatencyWindow()
+        self.slot = LatestFrameSlot()
+        self._preprocessors: dict[str, object] = {}
+        self._tiers_used: list[str] = []
+        self._last = "-"
+        self._battery_pct: float | None = None
+        self._temp_c: float | None = None
+        self.summary: str | None = None
+        self.sim: SimulatorProcess | None = None
+        self.journal: ResultJournal | None = None
+        self._sinks: list = []
+
+    # -- frame path (processing thread) ---------------------------------------------------
+    def _preprocessor_for(self, tier):
+        pp = self._preprocessors.get(tier.name)
+        if pp is None:
+            from firmware_py.kernels import Preprocessor
+
+            spec, q = tier.preprocess, tier.input.quantization
+            pp = Preprocessor(spec.grid[0], spec.grid[1], scale=q.scale, zero_point=q.zero_point,
+                              dynamic_range_db=spec.dynamic_range_db, mean=spec.mean, std=spec.std,
+                              fill=spec.fill, speckle_filter=self.cfg.preprocess.speckle_filter,
+                              threads=self.cfg.preprocess.threads)
+            self._preprocessors[tier.name] = pp
+        return pp
+
+    def process_frame(self, frame) -> None:
+        t0 = time.perf_counter()
+        engine = self.engine
+        tier = engine.active_tier  # fixed for this frame: swaps happen between frames
+        view = engine.input_view()
+        self._preprocessor_for(tier).run(frame.samples, frame.geometry, view)
+        t1 = time.perf_counter()
+        out = engine.invoke()
+        t2 = time.perf_counter()
+        area = None
+        if out.mask is not None:
+            from firmware_py.kernels import mask_area_mm2
+
+            area = float(mask_area_mm2(out.mask, frame.geometry))
+        total_ms = (t2 - getattr(frame, "received_at", t0)) * 1000.0
+        self.latency.add((t2 - t0) * 1000.0)
+        record = ResultRecord(
+            seq=frame.seq, probe_time_us=frame.timestamp_us, tier=out.tier, backend=out.backend,
+            label=out.label, probabilities=out.probabilities or None,
+            latency_ms={"preprocess": round((t1 - t0) * 1e3, 3), "inference": round((t2 - t1) * 1e3, 3),
+                        "total": round(total_ms, 3)},
+            wall_time=time.time(), area_mm2=area,
+            extra={"fallback": out.fallback} if out.fallback else {},
+        )
+        for sink in self._sinks:
+            sink.write(record)
+        if out.tier not in self._tiers_used:
+            self._tiers_used.append(out.tier)
+        if out.label is not None:
+            p = out.probabilities.get(out.label, 0.0)
+            self._last = f"#{frame.seq} {out.label} {p:.2f}"
+        else:
+            self._last = f"#{frame.seq} area {area:.0f}mm2" if area is not None else f"#{frame.seq}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _open_engine(self):
+        from firmware_py.inference import Engine
+
+        self.engine = Engine.from_config(self.cfg)
+        self.ladder = self.engine.ladder  # tiers of the configured task, smallest first
+
+    def _open_sinks(self) -> None:
+        out = self.cfg.output
+        self._sinks = [JsonLinesSink(out.results)]
+        if out.results != "-" and out.print_results:
+            self._sinks.append(JsonLinesSink("-"))
+        self.journal = ResultJournal(out.journal) if out.journal else None
+        if self.journal:
+            self._sinks.append(self.journal)
+
+    def _open_probe(self) -> str | None:
+        c = self.cfg
+        self.sim = None
+        if c.probe.port:
+            return c.probe.port
+        if c.simulator.enabled:
+            self.sim = SimulatorProcess(c.simulator, extra_args=self._sim_extra)
+            return self.sim.start()
+        if not c.probe.vid_pid:
+            raise FirmwareError("no probe source: set probe.port, probe.vid_pid, or simulator.enabled: true")
+        return None
+
+    def _open_link(self, url: str | None):
+        from firmware_py.drivers import ProbeLink
+
+        p = self.cfg.probe
+        link = ProbeLink(url=url, vid_pid=p.vid_pid, baudrate=p.baudrate, handshake_timeout_s=p.handshake_timeout_s,
+                         reconnect_initial_s=p.reconnect_initial_s, reconnect_max_s=p.reconnect_max_s,
+                         max_frame_bytes=p.max_frame_bytes, record_path=p.record_path,
+                         record_max_bytes=p.record_max_bytes)
+        link.start(sink=self.slot.put, on_event=self._on_link_event)
+        return link
+
+    def _on_link_event(self, event) -> None:
+        log.info("probe event: %s", event)
+        if self.journal:
+            self.journal.event("probe", str(event))
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+
+    def snapshot(self, elapsed: float) -> Snapshot:
+        stats = self.link.stats() if self.link else {}
+        p50, p99 = self.latency.percentiles(50, 99)
+        tier = self.engine.active_tier
+        return Snapshot(
+            elapsed_s=elapsed, received=stats.get("frames_received", 0), processed=self.proc.processed,
+            dropped_stale=self.slot.dropped_stale, corrupt=stats.get("frames_corrupt", 0),
+            lost_gap=stats.get("frames_lost_gap", 0), rejected=self.proc.rejected,
+            connected=bool(stats.get("connected", False)), tier=tier.name, backend=self.engine.backend_name,
+            battery_percent=self._battery_pct, temperature_c=self._temp_c, p50_ms=p50, p99_ms=p99,
+            last=self._last)
+
+    def _policy_step(self) -> None:
+        try:
+            self._battery_pct = self.battery.read()
+        except OSError as exc:
+            log.warning("battery gauge unreadable (%s); keeping the current tier", exc)
+            self._battery_pct = None
+        try:
+            self._temp_c = self.thermal.read()
+        except OSError:
+            self._temp_c = None
+        (p90,) = self.latency.percentiles(90)
+        current = self.ladder.index(self.engine.active_tier.name)
+        target = self.policy.decide(current, PolicyInputs(self._battery_pct, self._temp_c, p90))
+        if target != current and self.engine.request_tier(self.ladder[target]):
+            log.info("tier %s -> %s (%s)", self.ladder[current], self.ladder[target], self.policy.reason)
+            self.latency.clear()
+
+    def run(self) -> int:
+        c = self.cfg
+        self.link = None
+        self._open_engine()
+        pw = c.power
+        self.battery = make_battery(pw.battery, percent=pw.mock_battery_percent,
+                                    drain_percent_per_min=pw.mock_drain_percent_per_min)
+        self.thermal = make_thermal(pw.thermal, celsius=pw.mock_temperature_c)
+        self.policy = TierPolicy(len(self.ladder), low_battery=pw.low_battery_percent,
+                                 critical_battery=pw.critical_battery_percent, hot_c=pw.hot_c,
+                                 hysteresis=pw.hysteresis, latency_budget_ms=pw.latency_budget_ms)
+        self._open_sinks()
+        self.proc = ProcessingThread(self.slot, self.process_frame, max_frames=c.run.max_frames,
+                                     on_limit=self.stop_event.set)
+        self._install_signals()
+        started = time.monotonic()
+        try:
+            url = self._open_probe()
+            self.link = self._open_link(url)
+            self.proc.start()
+            next_status = started + (c.output.status_interval_s or float("inf"))
+            next_policy = started
+            while not self.stop_event.wait(0.05):
+                now = time.monotonic()
+                if c.run.duration_s and now - started >= c.run.duration_s:
+                    break
+                if self.proc.fatal is not None:
+                    break
+                if now >= next_policy:
+                    self._policy_step()
+                    next_policy = now + POLICY_PERIOD_S
+                if now >= next_status:
+                    self._status.show(format_status(self.snapshot(now - started)))
+                    next_status = now + c.output.status_interval_s
+        finally:
+            self._shutdown()
+        snap = self.snapshot(time.monotonic() - started)
+        self._status.finish()
+        self.summary = format_summary(snap, self._tiers_used)
+        if self.proc.fatal is not None:
+            raise FirmwareError(f"processing failed: {self.proc.fatal!r}; see the log above")
+        return 0
+
+    def _shutdown(self) -> None:
+        if self.link is not None:
+            self.link.stop()
+        self.proc.stop()
+        if self.proc.is_alive():
+            self.proc.join(10)
+        if self.sim is not None:
+            self.sim.stop()
+        for sink in self._sinks:
+            sink.close()
+        self.engine.close()

@@ -1,0 +1,66 @@
+"""The live status line and the closing summary."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import IO
+
+
+@dataclass
+class Snapshot:
+    elapsed_s: float
+    received: int
+    processed: int
+    dropped_stale: int
+    corrupt: int
+    lost_gap: int
+    rejected: int
+    connected: bool
+    tier: str
+    backend: str
+    battery_percent: float | None
+    temperature_c: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    last: str
+
+
+def _fmt(v: float | None, spec: str, unit: str = "") -> str:
+    return "--" if v is None else f"{v:{spec}}{unit}"
+
+
+def format_status(s: Snapshot) -> str:
+    link = "" if s.connected else " LINK DOWN"
+    return (f"[{s.elapsed_s:6.1f}s] rx {s.received} proc {s.processed} drop {s.dropped_stale} "
+            f"bad {s.corrupt + s.rejected} lost {s.lost_gap}{link} | tier {s.tier} ({s.backend}) | "
+            f"batt {_fmt(s.battery_percent, '.0f', '%')} {_fmt(s.temperature_c, '.0f', 'C')} | "
+            f"lat p50 {_fmt(s.p50_ms, '.1f')} p99 {_fmt(s.p99_ms, '.1f')} ms | last {s.last}")
+
+
+def format_summary(s: Snapshot, tiers_used: list[str]) -> str:
+    return (f"firmware-py: ran {s.elapsed_s:.1f} s: {s.received} frames received, {s.processed} processed, "
+            f"{s.dropped_stale} dropped stale, {s.corrupt} corrupt, {s.rejected} rejected, {s.lost_gap} lost in "
+            f"gaps; tiers {', '.join(tiers_used) or '-'}; latency p50 {_fmt(s.p50_ms, '.1f')} ms "
+            f"p99 {_fmt(s.p99_ms, '.1f')} ms; battery {_fmt(s.battery_percent, '.0f', '%')}")
+
+
+class StatusLine:
+    """Rewrites one line in place on a terminal; prints one line per update otherwise."""
+
+    def __init__(self, stream: IO[str] = sys.stderr):
+        self._stream = stream
+        self._tty = hasattr(stream, "isatty") and stream.isatty()
+        self._shown = False
+
+    def show(self, text: str) -> None:
+        if self._tty:
+            self._stream.write("\r\x1b[2K" + text)
+            self._shown = True
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def finish(self) -> None:
+        if self._tty and self._shown:
+            self._stream.write("\n")
+            self._stream.flush()
