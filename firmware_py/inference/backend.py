@@ -1,0 +1,77 @@
+"""Which TFLite interpreter package runs the models: tflite_runtime, else ai_edge_litert.
+
+Chosen once per process (the first call) and logged, so every tier and every delegate comes from
+the same runtime: a delegate loaded by one package cannot be handed to the other's Interpreter.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from firmware_py.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# Import paths in preference order: tflite-runtime 2.14 is the pinned runtime for Python <= 3.11,
+# ai-edge-litert is its successor with the same Interpreter/load_delegate API.
+CANDIDATES = ("tflite_runtime.interpreter", "ai_edge_litert.interpreter")
+
+
+class NoInterpreterError(ModelError):
+    """Neither interpreter package is importable."""
+
+
+@dataclass(frozen=True)
+class InterpreterBackend:
+    name: str  # import path of the module the classes come from
+    version: str
+    Interpreter: Any
+    load_delegate: Callable[..., Any]
+    OpResolverType: Any
+
+
+_lock = threading.Lock()
+_chosen: InterpreterBackend | None = None
+
+
+def _try(module_name: str) -> InterpreterBackend | None:
+    try:
+        mod = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    top = importlib.import_module(module_name.split(".")[0])
+    version = getattr(top, "__version__", "unknown")
+    return InterpreterBackend(module_name, version, mod.Interpreter, mod.load_delegate, mod.OpResolverType)
+
+
+def interpreter_backend(candidates: tuple[str, ...] = CANDIDATES) -> InterpreterBackend:
+    """The process-wide interpreter package; raises NoInterpreterError with the fix when none."""
+    global _chosen
+    with _lock:
+        if _chosen is None:
+            for name in candidates:
+                found = _try(name)
+                if found is not None:
+                    _chosen = found
+                    log.info("TFLite interpreter backend: %s %s", found.name, found.version)
+                    break
+            else:
+                raise NoInterpreterError(
+                    "no TFLite interpreter installed: pip install tflite-runtime (Python <= 3.11, numpy<2) "
+                    "or ai-edge-litert"
+                )
+        return _chosen
+
+
+def find_backend(candidates: tuple[str, ...]) -> InterpreterBackend:
+    """Like interpreter_backend() but without caching: for tests and diagnostics."""
+    for name in candidates:
+        found = _try(name)
+        if found is not None:
+            return found
+    raise NoInterpreterError(
+        "no TFLite interpreter installed: pip install tflite-runtime (Python <= 3.11, numpy<2) or ai-edge-litert"
+    )

@@ -1,0 +1,105 @@
+"""Output decoding at the edge of the engine: int8 tensor -> label / probabilities / mask.
+
+Dequantization is (int64(q) - zero_point) * scale in float64, so no int8 wrap-around or float32
+rounding leaks into the probabilities a clinician sees. Mask thresholds are moved into the
+quantized domain once per tier, so a segmentation frame costs one integer comparison per pixel.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from firmware_py.inference.manifest import OutputSpec
+
+
+@dataclass
+class InferenceOutput:
+    """What one invoke() produced and where it ran."""
+
+    tier: str
+    task: str
+    backend: str  # "cpu" or the accelerator key (e.g. "edgetpu")
+    latency_ms: float  # invoke + decode wall time
+    label: str | None = None  # classify: arg-max label
+    probabilities: dict[str, float] = field(default_factory=dict)  # classify
+    positive: bool | None = None  # classify: probability of threshold.label >= threshold.value
+    mask: np.ndarray | None = None  # segment: uint8 (H, W), 1 = foreground (or class index for argmax)
+    fallback: str | None = None  # why the accelerator did not run this frame, when it was expected to
+
+    def as_dict(self) -> dict:
+        d = {
+            "tier": self.tier, "task": self.task, "backend": self.backend,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+        if self.task == "classify":
+            d.update(label=self.label, probabilities={k: round(v, 6) for k, v in self.probabilities.items()},
+                     positive=self.positive)
+        elif self.mask is not None:
+            d["mask_pixels"] = int(np.count_nonzero(self.mask))
+        if self.fallback:
+            d["fallback"] = self.fallback
+        return d
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return (q.astype(np.int64) - zero_point) * float(scale)
+
+
+class Decoder:
+    """Decodes one tier's output tensor according to its manifest output spec."""
+
+    def __init__(self, task: str, spec: OutputSpec, scale: float, zero_point: int, out_shape: tuple[int, ...]):
+        self.task = task
+        self.spec = spec
+        self.scale = float(scale)
+        self.zero_point = int(zero_point)
+        self.labels = spec.labels
+        if task == "classify" and int(np.prod(out_shape)) != len(self.labels):
+            raise ValueError(
+                f"output has {int(np.prod(out_shape))} values but the manifest lists {len(self.labels)} labels"
+            )
+        self._threshold_index = None
+        if spec.threshold is not None and spec.threshold.label is not None:
+            self._threshold_index = self.labels.index(spec.threshold.label)
+        self._mask_q = None
+        if task == "segment" and spec.decode == "sigmoid":
+            p = spec.threshold.value if spec.threshold is not None else 0.5
+            level = p if spec.applied_in_model else _logit(p)
+            # q >= q_thr  <=>  (q - zp) * scale >= level   (scale > 0)
+            self._mask_q = math.ceil(level / self.scale + self.zero_point - 1e-9) if math.isfinite(level) else (
+                -(2**31) if level < 0 else 2**31 - 1)
+
+    def classify(self, q: np.ndarray, out: InferenceOutput) -> None:
+        x = dequantize(q.reshape(-1), self.scale, self.zero_point)
+        if not self.spec.applied_in_model:
+            x = np.exp(x - x.max())
+            x /= x.sum()
+        probs = x.tolist()
+        best = int(np.argmax(x))
+        out.label = self.labels[best]
+        out.probabilities = dict(zip(self.labels, probs))
+        if self._threshold_index is not None:
+            out.positive = probs[self._threshold_index] >= self.spec.threshold.value
+
+    def segment(self, q: np.ndarray, out: InferenceOutput) -> None:
+        q = q.reshape(q.shape[-3:]) if q.ndim == 4 else q
+        if self.spec.decode == "argmax":
+            out.mask = np.argmax(q, axis=-1).astype(np.uint8)
+        else:
+            out.mask = (q[..., 0] >= self._mask_q).view(np.uint8)
+
+    def decode(self, q: np.ndarray, out: InferenceOutput) -> None:
+        if self.task == "classify":
+            self.classify(q, out)
+        else:
+            self.segment(q, out)
+
+
+def _logit(p: float) -> float:
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p / (1.0 - p))

@@ -1,0 +1,391 @@
+"""Engine: the active model tier, its accelerator or CPU twin, and hitless tier swaps.
+
+Threads (docs/architecture.md): the processing thread calls input_view() then invoke() once per
+frame; the power policy calls request_tier() from its own thread; tier loads and accelerator
+re-attachment run on short-lived background threads. A swap is a reference assignment done at
+the start of input_view(), i.e. between two frames, so a frame is never split across two tiers.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future
+from typing import Callable
+
+import numpy as np
+
+from firmware_py.errors import ModelError
+from firmware_py.inference.backend import interpreter_backend
+from firmware_py.inference.decode import InferenceOutput
+from firmware_py.inference.events import EventLog
+from firmware_py.inference.manifest import Manifest, Tier
+from firmware_py.inference.modelset import ModelSet
+from firmware_py.inference.runtime import TierRuntime
+from firmware_py.inference.watchdog import AcceleratorFailure, DeadlineInvoker
+
+log = logging.getLogger(__name__)
+
+
+class TierSlot:
+    """A resident tier: its CPU twin, plus its accelerator build when one is attached."""
+
+    def __init__(self, tier: Tier, cpu: TierRuntime, accel: TierRuntime | None, accel_note: str | None):
+        self.tier = tier
+        self.cpu = cpu
+        self.accel = accel
+        self.accel_note = accel_note  # why the accelerator build is not used (None when it is)
+        self.invoker: DeadlineInvoker | None = None
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.cpu.memory_bytes + (self.accel.memory_bytes if self.accel else 0)
+
+    def current(self) -> TierRuntime:
+        return self.accel if self.accel is not None else self.cpu
+
+    def close(self) -> None:
+        if self.invoker is not None:
+            self.invoker.close()
+        for rt in (self.accel, self.cpu):
+            if rt is not None:
+                rt.close()
+
+
+class Engine:
+    """Runs the active tier of a verified model set.
+
+    models_dir: folder holding manifest.yaml (+ .sig and the .tflite files).
+    public_key: path of the Ed25519 public key (PEM or raw) that must have signed the manifest;
+        None skips the signature check (development only; logged as a security event).
+    accelerator: a firmware_py.drivers.accelerator.DelegateLoader, or None for CPU only.
+    """
+
+    def __init__(
+        self,
+        models_dir: str,
+        *,
+        public_key: str | None = None,
+        start_tier: str | None = None,
+        threads: int = 1,
+        accelerator=None,
+        memory_budget_mb: float = 64.0,
+        warmup_runs: int = 2,
+        invoke_deadline_ms: float | None = 250.0,
+        reattach_backoff_s: tuple[float, float] = (1.0, 60.0),
+        on_event: Callable[[dict], None] | None = None,
+    ):
+        self.events = EventLog(on_event)
+        self.threads = threads
+        self.accelerator = accelerator
+        self.memory_budget_bytes = int(memory_budget_mb * 1024 * 1024)
+        self.warmup_runs = warmup_runs
+        self.invoke_deadline_ms = invoke_deadline_ms
+        self.reattach_backoff_s = reattach_backoff_s
+        self._interp = interpreter_backend()
+        self.models = ModelSet(models_dir, public_key, self.events)
+        self.models.load()  # raises SecurityError/ModelError when there is no good set at all
+        self._lock = threading.Lock()
+        self._resident: OrderedDict[str, TierSlot] = OrderedDict()
+        self._pending: TierSlot | None = None
+        self._loading: dict[str, Future] = {}
+        self._bad: dict[str, str] = {}  # tier name -> why it was refused
+        self._frame_rt: TierRuntime | None = None
+        self._reattach: threading.Thread | None = None
+        self._closed = False
+        self._frames = 0
+        self._fallback_frames = 0
+        self._active: TierSlot = self._load_start(start_tier)
+        self._resident[self._active.tier.name] = self._active
+
+    # -- construction helpers ---------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: dict, *, on_event=None) -> "Engine":
+        """Build from the `models` / `accelerator` configuration sections (see docs/model-manifest.md)."""
+        from firmware_py.drivers.accelerator import DelegateLoader
+
+        models = dict(cfg.get("models", {}) or {})
+        acc = cfg.get("accelerator")
+        loader = DelegateLoader.from_config(acc, interp=interpreter_backend()) if acc else None
+        return cls(
+            models.get("dir", "models"),
+            public_key=models.get("public_key"),
+            start_tier=models.get("start_tier"),
+            threads=int(models.get("threads", 1)),
+            accelerator=loader,
+            memory_budget_mb=float(models.get("memory_budget_mb", 64.0)),
+            warmup_runs=int(models.get("warmup_runs", 2)),
+            invoke_deadline_ms=models.get("invoke_deadline_ms", 250.0),
+            on_event=on_event,
+        )
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.models.manifest
+
+    def _load_start(self, name: str | None) -> TierSlot:
+        m = self.manifest
+        if name is None:
+            ladder = m.ladder("classify") or m.ladder("segment")
+            candidates = ladder
+        else:
+            wanted = m.tier(name)
+            ladder = m.ladder(wanted.task)
+            # the requested tier first, then its neighbours by distance on the ladder
+            candidates = sorted(ladder, key=lambda t: (abs(t.rank - wanted.rank), t.rank))
+        errors = []
+        for tier in candidates:
+            try:
+                return self._build_slot(tier)
+            except ModelError as e:
+                errors.append(str(e))
+        raise ModelError(f"no tier of {m.path} could be loaded; first problem: {errors[0]}")
+
+    def _build_slot(self, tier: Tier) -> TierSlot:
+        """Load + validate + warm a tier; a bad tier raises ModelError and is remembered as refused."""
+        try:
+            manifest = self.manifest
+            cpu = TierRuntime(manifest, tier, "cpu", self._interp, threads=self.threads)
+            cpu.warm_up(self.warmup_runs)
+            accel, note = self._build_accel(manifest, tier)
+            slot = TierSlot(tier, cpu, accel, note)
+            if accel is not None and self.invoke_deadline_ms:
+                slot.invoker = DeadlineInvoker(f"accel-{tier.name}")
+        except ModelError as e:
+            self._bad[tier.name] = str(e)
+            self.events.emit("tier_refused", str(e), tier=tier.name)
+            raise
+        self._bad.pop(tier.name, None)
+        return slot
+
+    def _build_accel(self, manifest: Manifest, tier: Tier) -> tuple[TierRuntime | None, str | None]:
+        acc = self.accelerator
+        if acc is None:
+            return None, None
+        delegate = acc.delegate()
+        if delegate is None:
+            return None, f"{acc.key} not loaded ({acc.error}); using CPU twin {tier.files['cpu'].path}"
+        if acc.key not in tier.files:
+            return None, f"tier {tier.name} has no {acc.key} build; using CPU twin {tier.files['cpu'].path}"
+        try:
+            rt = TierRuntime(manifest, tier, acc.key, self._interp, delegate=delegate, threads=self.threads)
+            rt.warm_up(self.warmup_runs)
+        except ModelError as e:
+            self.events.emit("accelerator_build_refused", str(e), tier=tier.name)
+            return None, str(e)
+        return rt, None
+
+    # -- the frame path -----------------------------------------------------------------------
+    def input_view(self) -> np.ndarray:
+        """int8 (1, H, W, C) view of the active interpreter's input tensor; write the frame into it.
+
+        Do not keep the view across invoke(): the TFLite API refuses to run while it is referenced.
+        """
+        if self._pending is not None:
+            self._swap_in_pending()
+        self._frame_rt = rt = self._active.current()
+        return rt.input_view()
+
+    def invoke(self) -> InferenceOutput:
+        """Run the frame written through input_view(); returns the decoded output."""
+        slot = self._active
+        rt = self._frame_rt if self._frame_rt is not None else slot.current()
+        self._frame_rt = None
+        fallback = None
+        t0 = time.perf_counter()
+        if rt is slot.accel:
+            try:
+                if slot.invoker is not None:
+                    slot.invoker.run(rt.run, self.invoke_deadline_ms / 1e3)
+                else:
+                    rt.run()
+            except (AcceleratorFailure, RuntimeError, ValueError) as e:
+                fallback = self._accelerator_failed(slot, e)
+                slot.cpu.copy_input_from(rt)
+                rt = slot.cpu
+                rt.run()
+        else:
+            rt.run()
+            fallback = slot.accel_note
+        out = InferenceOutput(slot.tier.name, slot.tier.task, rt.backend, 0.0, fallback=fallback)
+        rt.decode(out)
+        out.latency_ms = (time.perf_counter() - t0) * 1e3
+        self._frames += 1
+        if fallback is not None and self.accelerator is not None:
+            self._fallback_frames += 1
+        return out
+
+    # -- accelerator failure and re-attachment -------------------------------------------------
+    def _accelerator_failed(self, slot: TierSlot, err: Exception) -> str:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        note = f"{slot.accel.backend} failed during operation ({reason}); continuing on CPU twin"
+        self.events.emit("accelerator_failed", note, tier=slot.tier.name)
+        # Abandon the accelerator runtime: a hung invoke may still be inside it on the invoker thread.
+        for s in self._all_slots():
+            if s.accel is not None:
+                s.accel = None
+                s.invoker = None
+                s.accel_note = note
+        if self.accelerator is not None:
+            self.accelerator.mark_failed(reason)
+        self._start_reattach()
+        return note
+
+    def _all_slots(self) -> list[TierSlot]:
+        with self._lock:
+            slots = list(self._resident.values())
+            if self._pending is not None:
+                slots.append(self._pending)
+        if self._active not in slots:
+            slots.append(self._active)
+        return slots
+
+    def _start_reattach(self) -> None:
+        if self._reattach is not None and self._reattach.is_alive():
+            return
+        self._reattach = threading.Thread(target=self._reattach_loop, name="accel-reattach", daemon=True)
+        self._reattach.start()
+
+    def _reattach_loop(self) -> None:
+        delay, max_delay = self.reattach_backoff_s
+        while not self._closed:
+            time.sleep(delay)
+            if self._closed:
+                return
+            slot = self._active
+            acc = self.accelerator
+            acc.reload()
+            accel, note = self._build_accel(self.manifest, slot.tier)
+            if accel is not None:
+                invoker = DeadlineInvoker(f"accel-{slot.tier.name}") if self.invoke_deadline_ms else None
+                # Attach by reference assignment: the next frame's input_view() picks it up.
+                slot.invoker, slot.accel_note, slot.accel = invoker, None, accel
+                self.events.emit("accelerator_reattached", f"{acc.key} re-attached for tier {slot.tier.name}",
+                                 tier=slot.tier.name)
+                return
+            self.events.emit("accelerator_reattach_failed", f"{note}; next try in {min(delay * 2, max_delay):.0f} s",
+                             tier=slot.tier.name)
+            delay = min(delay * 2, max_delay)
+
+    # -- tier swap ----------------------------------------------------------------------------
+    def request_tier(self, name: str) -> Future:
+        """Load and warm `name` in the background; it becomes active at the next input_view().
+
+        Returns a Future resolving to the tier name once it is ready to swap in, or to the
+        ModelError that refused it (the current tier stays active).
+        """
+        tier = self.manifest.tier(name)
+        fut: Future = Future()
+        with self._lock:
+            if self._active.tier.name == name:
+                self._pending = None
+                fut.set_result(name)
+                return fut
+            if name in self._resident:
+                self._pending = self._resident[name]
+                fut.set_result(name)
+                return fut
+            if name in self._loading:
+                return self._loading[name]
+            self._loading[name] = fut
+        threading.Thread(target=self._load_for_swap, args=(tier, fut), name=f"load-{name}", daemon=True).start()
+        return fut
+
+    def _load_for_swap(self, tier: Tier, fut: Future) -> None:
+        try:
+            slot = self._build_slot(tier)
+        except ModelError as e:
+            with self._lock:
+                self._loading.pop(tier.name, None)
+            fut.set_exception(e)
+            return
+        with self._lock:
+            self._loading.pop(tier.name, None)
+            self._resident[tier.name] = slot
+            self._pending = slot
+        fut.set_result(tier.name)
+
+    def _swap_in_pending(self) -> None:
+        with self._lock:
+            slot, self._pending = self._pending, None
+            if slot is None or slot is self._active:
+                return
+            previous = self._active
+            self._active = slot
+            self._resident.move_to_end(slot.tier.name)
+            evicted = self._evict_over_budget()
+        self.events.emit("tier_swapped", f"tier {previous.tier.name} -> {slot.tier.name}",
+                         tier=slot.tier.name, previous=previous.tier.name)
+        for s in evicted:
+            s.close()
+
+    def _evict_over_budget(self) -> list[TierSlot]:
+        """Drop least recently used non-active tiers until the resident set fits the budget."""
+        evicted = []
+        total = sum(s.memory_bytes for s in self._resident.values())
+        for name in list(self._resident):
+            if total <= self.memory_budget_bytes:
+                break
+            s = self._resident[name]
+            if s is self._active:
+                continue
+            del self._resident[name]
+            total -= s.memory_bytes
+            evicted.append(s)
+        return evicted
+
+    # -- reload and status --------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-verify the model set on disk; on success reload the active tier from it.
+
+        On any failure the last known good set and the active tier stay in use (returns False).
+        """
+        if not self.models.load():
+            return False
+        name = self._active.tier.name
+        try:
+            self.manifest.tier(name)
+        except ModelError:
+            name = None
+        with self._lock:
+            old = list(self._resident.values())
+            self._resident.clear()
+        try:
+            slot = self._load_start(name)
+        except ModelError as e:
+            self.events.emit("reload_failed", str(e))
+            with self._lock:
+                for s in old:
+                    self._resident[s.tier.name] = s
+            return False
+        with self._lock:
+            self._resident[slot.tier.name] = slot
+            self._pending = slot
+        return True
+
+    def status(self) -> dict:
+        slot = self._active
+        rt = slot.current()
+        return {
+            "tier": slot.tier.name,
+            "task": slot.tier.task,
+            "backend": rt.backend,
+            "accelerator": self.accelerator.status() if self.accelerator is not None else None,
+            "accelerator_note": slot.accel_note,
+            "resident": list(self._resident),
+            "resident_mb": round(sum(s.memory_bytes for s in self._resident.values()) / 2**20, 3),
+            "refused": dict(self._bad),
+            "frames": self._frames,
+            "fallback_frames": self._fallback_frames,
+            "model_set": self.models.status(),
+        }
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            slots = list(self._resident.values())
+            self._resident.clear()
+            self._pending = None
+        for s in slots:
+            s.close()

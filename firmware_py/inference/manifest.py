@@ -1,0 +1,317 @@
+"""Parse and validate models/manifest.yaml (schema documented in docs/model-manifest.md).
+
+The manifest is the contract between the model trainer and the device: which tiers exist, which
+file implements each tier on each backend (and its digest, which the signature covers), how to
+feed a model (input quantization and preprocessing) and how to read its output. Every problem is
+reported as one line naming the manifest, the field path and what to write instead.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from firmware_py.errors import ModelError
+
+SCHEMA_VERSIONS = (1,)
+TASKS = ("classify", "segment")
+DECODES = {"classify": ("softmax",), "segment": ("sigmoid", "argmax")}
+DTYPES = ("int8", "uint8", "int16", "float32")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    backend: str  # "cpu" or an accelerator key such as "edgetpu"
+    path: str  # relative to the manifest's folder
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Quantization:
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    shape: tuple[int, ...]
+    dtype: str
+    quantization: Quantization | None
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    grid: tuple[int, int]  # (H, W) output grid of scan conversion
+    dynamic_range_db: float
+    mean: float
+    std: float
+    fill: float
+
+
+@dataclass(frozen=True)
+class Threshold:
+    label: str | None
+    value: float
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    dtype: str
+    quantization: Quantization | None
+    decode: str
+    labels: tuple[str, ...]
+    threshold: Threshold | None
+    applied_in_model: bool = True  # the model ends in the decode activation (softmax/sigmoid)
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    task: str
+    rank: int
+    files: dict[str, ModelFile]
+    input: InputSpec
+    preprocess: PreprocessSpec
+    output: OutputSpec
+    params: int | None = None
+    macs: int | None = None
+    file_bytes: int | None = None
+    metrics: dict = field(default_factory=dict)
+    latency_ms: dict = field(default_factory=dict)
+    energy_mj: dict = field(default_factory=dict)
+
+    def file_for(self, backend: str) -> ModelFile | None:
+        return self.files.get(backend)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: str  # the manifest.yaml it was read from
+    schema_version: int
+    tiers: tuple[Tier, ...]
+
+    @property
+    def root(self) -> str:
+        return os.path.dirname(os.path.abspath(self.path))
+
+    def tier(self, name: str) -> Tier:
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        known = ", ".join(t.name for t in self.tiers) or "none"
+        raise ModelError(f"{self.path}: no tier named {name!r}; known tiers: {known}")
+
+    def ladder(self, task: str) -> list[Tier]:
+        """Tiers of one task, cheapest first."""
+        return sorted((t for t in self.tiers if t.task == task), key=lambda t: t.rank)
+
+    def files(self) -> list[ModelFile]:
+        """Every model file listed, once per path (what the signature's digests cover)."""
+        seen: dict[str, ModelFile] = {}
+        for t in self.tiers:
+            for f in t.files.values():
+                seen.setdefault(f.path, f)
+        return list(seen.values())
+
+    def abspath(self, f: ModelFile) -> str:
+        return os.path.join(self.root, f.path)
+
+
+class _Reader:
+    """Typed field access that turns every schema problem into one line with the field path."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> ModelError:
+        return ModelError(f"{self.source}: {where}: {problem}")
+
+    def mapping(self, obj: Any, where: str) -> dict:
+        if not isinstance(obj, dict):
+            raise self.fail(where, f"expected a mapping, got {type(obj).__name__}")
+        return obj
+
+    def get(self, obj: dict, key: str, where: str, kind, *, required=True, default=None):
+        if key not in obj or obj[key] is None:
+            if required:
+                raise self.fail(f"{where}.{key}" if where else key, "missing; see docs/model-manifest.md")
+            return default
+        value = obj[key]
+        path = f"{where}.{key}" if where else key
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise self.fail(path, f"expected a finite number, got {value!r}")
+            return float(value)
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(path, f"expected an integer, got {value!r}")
+            return value
+        if not isinstance(value, kind):
+            raise self.fail(path, f"expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+        return value
+
+
+def _quantization(r: _Reader, obj: dict, where: str, dtype: str) -> Quantization | None:
+    q = r.get(obj, "quantization", where, dict, required=dtype != "float32")
+    if q is None:
+        return None
+    w = f"{where}.quantization"
+    scale = r.get(q, "scale", w, float)
+    zp = r.get(q, "zero_point", w, int)
+    if not scale > 0:
+        raise r.fail(f"{w}.scale", f"must be > 0, got {scale}")
+    lo, hi = {"int8": (-128, 127), "uint8": (0, 255), "int16": (0, 0)}.get(dtype, (-(2**31), 2**31 - 1))
+    if not lo <= zp <= hi:
+        raise r.fail(f"{w}.zero_point", f"{zp} outside {lo}..{hi} for {dtype}")
+    return Quantization(scale, zp)
+
+
+def _dtype(r: _Reader, obj: dict, where: str) -> str:
+    dtype = r.get(obj, "dtype", where, str)
+    if dtype not in DTYPES:
+        raise r.fail(f"{where}.dtype", f"{dtype!r} is not one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def _model_file(r: _Reader, obj: Any, where: str, backend: str) -> ModelFile:
+    obj = r.mapping(obj, where)
+    path = r.get(obj, "path", where, str)
+    if os.path.isabs(path) or ".." in path.replace("\\", "/").split("/"):
+        raise r.fail(f"{where}.path", f"{path!r} must be relative to the manifest folder, without '..'")
+    digest = r.get(obj, "sha256", where, str).lower()
+    if not _HEX64.match(digest):
+        raise r.fail(f"{where}.sha256", "expected 64 hex digits (sha256sum of the file)")
+    size = r.get(obj, "bytes", where, int)
+    if size <= 0:
+        raise r.fail(f"{where}.bytes", f"must be > 0, got {size}")
+    return ModelFile(backend, path, digest, size)
+
+
+def _tier(r: _Reader, obj: Any, where: str) -> Tier:
+    obj = r.mapping(obj, where)
+    name = r.get(obj, "name", where, str)
+    if not _NAME.match(name):
+        raise r.fail(f"{where}.name", f"{name!r}: use 1-64 letters, digits, '_', '-', '.'")
+    where = f"tiers[{name}]"
+    task = r.get(obj, "task", where, str)
+    if task not in TASKS:
+        raise r.fail(f"{where}.task", f"{task!r} is not one of {', '.join(TASKS)}")
+    rank = r.get(obj, "rank", where, int)
+
+    files_obj = r.mapping(r.get(obj, "files", where, dict), f"{where}.files")
+    if "cpu" not in files_obj:
+        raise r.fail(f"{where}.files", "no 'cpu' entry: every tier needs a CPU twin")
+    files = {k: _model_file(r, v, f"{where}.files.{k}", str(k)) for k, v in files_obj.items()}
+
+    inp = r.mapping(r.get(obj, "input", where, dict), f"{where}.input")
+    shape = r.get(inp, "shape", f"{where}.input", list)
+    if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise r.fail(f"{where}.input.shape", f"{shape!r}: expected [1, H, W, C] with positive integers")
+    if shape[0] != 1:
+        raise r.fail(f"{where}.input.shape", f"batch {shape[0]}: the engine feeds one frame, use 1")
+    in_dtype = _dtype(r, inp, f"{where}.input")
+    input_spec = InputSpec(tuple(shape), in_dtype, _quantization(r, inp, f"{where}.input", in_dtype))
+
+    pre = r.mapping(r.get(obj, "preprocess", where, dict), f"{where}.preprocess")
+    grid = r.get(pre, "grid", f"{where}.preprocess", list)
+    if len(grid) != 2 or list(grid) != list(shape[1:3]):
+        raise r.fail(f"{where}.preprocess.grid", f"{grid!r} must equal the input's [H, W] {list(shape[1:3])}")
+    dr = r.get(pre, "dynamic_range_db", f"{where}.preprocess", float)
+    if not dr > 0:
+        raise r.fail(f"{where}.preprocess.dynamic_range_db", f"must be > 0, got {dr}")
+    norm = r.get(pre, "normalise", f"{where}.preprocess", dict, required=False, default={})
+    mean = r.get(norm, "mean", f"{where}.preprocess.normalise", float, required=False, default=0.0)
+    std = r.get(norm, "std", f"{where}.preprocess.normalise", float, required=False, default=1.0)
+    if not std > 0:
+        raise r.fail(f"{where}.preprocess.normalise.std", f"must be > 0, got {std}")
+    fill = r.get(pre, "fill", f"{where}.preprocess", float, required=False, default=0.0)
+    preprocess = PreprocessSpec((grid[0], grid[1]), dr, mean, std, fill)
+
+    out = r.mapping(r.get(obj, "output", where, dict), f"{where}.output")
+    out_dtype = _dtype(r, out, f"{where}.output")
+    decode = r.get(out, "decode", f"{where}.output", str)
+    if decode not in DECODES[task]:
+        raise r.fail(f"{where}.output.decode", f"{decode!r} does not fit task {task}; use {' or '.join(DECODES[task])}")
+    labels = r.get(out, "labels", f"{where}.output", list, required=task == "classify", default=[])
+    if not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+        raise r.fail(f"{where}.output.labels", "must be distinct strings")
+    if task == "classify" and len(labels) < 2:
+        raise r.fail(f"{where}.output.labels", "a classifier needs at least two labels")
+    thr_obj = r.get(out, "threshold", f"{where}.output", dict, required=False)
+    threshold = None
+    if thr_obj is not None:
+        value = r.get(thr_obj, "value", f"{where}.output.threshold", float)
+        if not 0.0 <= value <= 1.0:
+            raise r.fail(f"{where}.output.threshold.value", f"{value} is not a probability in 0..1")
+        label = r.get(thr_obj, "label", f"{where}.output.threshold", str, required=task == "classify")
+        if label is not None and label not in labels:
+            raise r.fail(f"{where}.output.threshold.label", f"{label!r} is not one of the labels {labels}")
+        threshold = Threshold(label, value)
+    applied = r.get(out, "applied_in_model", f"{where}.output", bool, required=False, default=True)
+    output = OutputSpec(
+        out_dtype, _quantization(r, out, f"{where}.output", out_dtype), decode, tuple(labels), threshold, applied
+    )
+
+    def opt_int(key):
+        v = r.get(obj, key, where, int, required=False)
+        if v is not None and v < 0:
+            raise r.fail(f"{where}.{key}", f"must be >= 0, got {v}")
+        return v
+
+    def opt_map(key):
+        return dict(r.get(obj, key, where, dict, required=False, default={}))
+
+    return Tier(
+        name, task, rank, files, input_spec, preprocess, output,
+        opt_int("params"), opt_int("macs"), opt_int("file_bytes"),
+        opt_map("metrics"), opt_map("latency_ms"), opt_map("energy_mj"),
+    )
+
+
+def parse_manifest(text: str | bytes, path: str = "manifest.yaml") -> Manifest:
+    """Parse manifest text; raises ModelError with a one-line message on any schema problem."""
+    r = _Reader(path)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ModelError(f"{path}: not valid YAML{at}; fix the syntax or rebuild the manifest") from None
+    doc = r.mapping(doc, "top level")
+    version = r.get(doc, "schema_version", "", int)
+    if version not in SCHEMA_VERSIONS:
+        raise r.fail("schema_version", f"{version} is not supported (this firmware reads {SCHEMA_VERSIONS})")
+    tiers_obj = r.get(doc, "tiers", "", list)
+    if not tiers_obj:
+        raise r.fail("tiers", "empty: list at least one tier")
+    tiers = tuple(_tier(r, t, f"tiers[{i}]") for i, t in enumerate(tiers_obj))
+    names = [t.name for t in tiers]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise r.fail("tiers", f"duplicate tier name(s) {sorted(dup)}")
+    ranks = [(t.task, t.rank) for t in tiers]
+    dup_rank = {x for x in ranks if ranks.count(x) > 1}
+    if dup_rank:
+        raise r.fail("tiers", f"two tiers share task/rank {sorted(dup_rank)[0]}; ranks order a ladder")
+    by_path: dict[str, str] = {}
+    for t in tiers:
+        for f in t.files.values():
+            if by_path.setdefault(f.path, f.sha256) != f.sha256:
+                raise r.fail(f"tiers[{t.name}].files", f"{f.path} listed twice with different sha256")
+    return Manifest(path, version, tiers)
+
+
+def load_manifest(path: str) -> Manifest:
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: manifest not found; install the model set or set models.dir") from None
+    return parse_manifest(text, path)

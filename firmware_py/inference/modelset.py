@@ -1,0 +1,64 @@
+"""The verified model set in use, and the last-known-good rule.
+
+load() verifies the folder (signature, manifest, every file's digest, no extra or missing file).
+On success the new manifest becomes current; on failure a security event is logged and the
+previous manifest stays current, so a bad update never replaces a good set. Only when there was
+never a good set does load() raise.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+from firmware_py.errors import ModelError
+from firmware_py.inference.events import EventLog
+from firmware_py.inference.manifest import Manifest, load_manifest
+from firmware_py.inference.signing import MANIFEST, ModelSetRefused, verify_model_set
+
+
+class ModelSet:
+    def __init__(self, models_dir: str, public_key: str | None, events: EventLog):
+        self.models_dir = models_dir
+        self.public_key = public_key
+        self.events = events
+        self.manifest: Manifest | None = None
+        self.digest: str | None = None  # sha256 of the manifest in use
+        self.last_error: str | None = None
+
+    def load(self) -> bool:
+        try:
+            if self.public_key is None:
+                path = os.path.join(self.models_dir, MANIFEST)
+                manifest = load_manifest(path)
+                with open(path, "rb") as f:
+                    data = f.read()
+                self.events.emit(
+                    "signature-not-checked",
+                    f"{path}: loaded WITHOUT signature verification (models.public_key not set); development only",
+                )
+            else:
+                manifest, data = verify_model_set(self.models_dir, self.public_key)
+        except ModelSetRefused as e:
+            return self._refuse(e.kind, str(e), e)
+        except ModelError as e:
+            return self._refuse("manifest-invalid", str(e), e)
+        self.manifest = manifest
+        self.digest = hashlib.sha256(data).hexdigest()
+        self.last_error = None
+        return True
+
+    def _refuse(self, kind: str, message: str, err: ModelError) -> bool:
+        self.last_error = message
+        keep = "keeping the last known good model set" if self.manifest is not None else "no model set active"
+        self.events.emit(kind, f"{message} ({keep})", security=True)
+        if self.manifest is None:
+            raise err
+        return False
+
+    def status(self) -> dict:
+        return {
+            "dir": self.models_dir,
+            "verified": self.public_key is not None,
+            "manifest_sha256": self.digest,
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,205 @@
+"""Ed25519 signature of the model set, verified offline (docs/signing.md).
+
+What is signed: the exact bytes of manifest.yaml. The manifest lists every model file with its
+sha256 and size, so the signature covers the whole set; verification then checks that the folder
+holds exactly the listed .tflite files (no missing, no extra) with those digests.
+
+Signature file (manifest.yaml.sig), one line of ASCII:
+    ed25519 <key id: first 16 hex digits of sha256(raw public key)> <base64 signature>
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from firmware_py.errors import ModelError, SecurityError
+from firmware_py.inference.manifest import Manifest, parse_manifest
+
+MANIFEST = "manifest.yaml"
+SIGNATURE = "manifest.yaml.sig"
+# Sub-folders of the model folder that are not part of the signed set (training outputs, keys).
+UNSIGNED_DIRS = ("build", "keys", "__pycache__")
+
+
+class ModelSetRefused(SecurityError):
+    """The model set failed verification; `kind` is one of events.SECURITY_KINDS."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def generate_keypair() -> tuple[bytes, bytes]:
+    """(private PEM, public PEM) of a fresh Ed25519 key pair."""
+    key = Ed25519PrivateKey.generate()
+    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return priv, pub
+
+
+def write_keypair(private_path: str, public_path: str) -> str:
+    """Write a new key pair (private file mode 0600); returns the key id."""
+    priv, pub = generate_keypair()
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(priv)
+    with open(public_path, "wb") as f:
+        f.write(pub)
+    return key_id(load_public_key(public_path))
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_public_key(path: str) -> Ed25519PublicKey:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the public key ({e.strerror}); set models.public_key") from None
+    try:
+        key = serialization.load_pem_public_key(data) if data.lstrip().startswith(b"-----") else (
+            Ed25519PublicKey.from_public_bytes(data) if len(data) == 32 else None)
+    except ValueError:
+        key = None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ModelError(f"{path}: not an Ed25519 public key (PEM or 32 raw bytes); use `firmware-py models keygen`")
+    return key
+
+
+def load_private_key(path: str) -> Ed25519PrivateKey:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the private key ({e.strerror})") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ModelError(f"{path}: not an unencrypted Ed25519 private key in PEM; use `firmware-py models keygen`")
+    return key
+
+
+def signature_line(manifest_bytes: bytes, private: Ed25519PrivateKey) -> str:
+    sig = private.sign(manifest_bytes)
+    return f"ed25519 {key_id(private.public_key())} {base64.b64encode(sig).decode()}\n"
+
+
+def sign_model_set(models_dir: str, private_key_path: str) -> str:
+    """Check the folder against its manifest (digests, no extra files), then write the signature.
+
+    Refuses to sign a set that would not verify, so a stale manifest cannot get a valid signature.
+    """
+    private = load_private_key(private_key_path)
+    manifest_path = os.path.join(models_dir, MANIFEST)
+    data = _read_manifest(manifest_path)
+    manifest = parse_manifest(data, manifest_path)
+    check_files(manifest, models_dir)
+    line = signature_line(data, private)
+    with open(os.path.join(models_dir, SIGNATURE), "w", encoding="ascii") as f:
+        f.write(line)
+    return key_id(private.public_key())
+
+
+def _read_manifest(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ModelSetRefused("missing-manifest", f"{path}: manifest missing; install a signed model set") from None
+
+
+def verify_signature(manifest_bytes: bytes, sig_path: str, public: Ed25519PublicKey) -> None:
+    try:
+        with open(sig_path, "r", encoding="ascii") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ModelSetRefused(
+            "missing-signature", f"{sig_path}: signature missing; sign the set with `firmware-py models sign`"
+        ) from None
+    except (OSError, UnicodeDecodeError):
+        raise ModelSetRefused("unreadable-signature", f"{sig_path}: signature unreadable; re-sign the set") from None
+    parts = text.split()
+    try:
+        if len(parts) != 3 or parts[0] != "ed25519":
+            raise ValueError
+        sig = base64.b64decode(parts[2], validate=True)
+        if len(sig) != 64:
+            raise ValueError
+    except ValueError:
+        raise ModelSetRefused(
+            "unreadable-signature", f"{sig_path}: not an 'ed25519 <key id> <base64>' signature line; re-sign the set"
+        ) from None
+    trusted = key_id(public)
+    if parts[1] != trusted:
+        raise ModelSetRefused(
+            "wrong-key", f"{sig_path}: signed by key {parts[1]} but this device trusts key {trusted}; "
+            "install a set signed with the device's key or configure the matching public key"
+        )
+    try:
+        public.verify(sig, manifest_bytes)
+    except InvalidSignature:
+        raise ModelSetRefused(
+            "bad-signature", f"{sig_path}: signature does not match the manifest (manifest altered or damaged); "
+            "reinstall the signed model set"
+        ) from None
+
+
+def _tflite_files(root: str) -> set[str]:
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d not in UNSIGNED_DIRS]
+        for name in filenames:
+            if name.endswith(".tflite"):
+                found.add(os.path.normpath(os.path.join(rel_dir, name)))
+    return found
+
+
+def check_files(manifest: Manifest, root: str) -> None:
+    """Every listed file present with its size and sha256; no unlisted .tflite in the folder."""
+    listed = {os.path.normpath(f.path): f for f in manifest.files()}
+    present = _tflite_files(root)
+    extra = sorted(present - set(listed))
+    if extra:
+        raise ModelSetRefused(
+            "extra-file", f"{os.path.join(root, extra[0])}: not listed in the signed manifest; remove it or "
+            "rebuild and re-sign the manifest"
+        )
+    for rel, f in sorted(listed.items()):
+        path = os.path.join(root, rel)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            raise ModelSetRefused(
+                "missing-file", f"{path}: listed in the signed manifest but missing; reinstall the model set"
+            ) from None
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != f.bytes or digest != f.sha256:
+            raise ModelSetRefused(
+                "digest-mismatch", f"{path}: sha256 {digest[:12]}... ({len(data)} bytes) does not match the signed "
+                f"manifest ({f.sha256[:12]}..., {f.bytes} bytes); reinstall the model set"
+            )
+
+
+def verify_model_set(models_dir: str, public_key_path: str) -> tuple[Manifest, bytes]:
+    """Offline verification of signature, manifest and files; returns (manifest, manifest bytes)."""
+    public = load_public_key(public_key_path)
+    manifest_path = os.path.join(models_dir, MANIFEST)
+    data = _read_manifest(manifest_path)
+    verify_signature(data, os.path.join(models_dir, SIGNATURE), public)
+    manifest = parse_manifest(data, manifest_path)
+    check_files(manifest, models_dir)
+    return manifest, data

@@ -1,0 +1,56 @@
+"""Run an accelerator invoke with a deadline, so a hung USB accelerator cannot stall the pipeline.
+
+Interpreter.invoke releases the GIL, so the invoke runs on one persistent worker thread while the
+processing thread waits on an Event with a timeout. On timeout the worker (and the interpreter it
+is stuck in) is abandoned; the engine continues on the CPU twin and builds a fresh accelerator
+runtime when it re-attaches.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+
+class AcceleratorFailure(RuntimeError):
+    """The accelerator invoke raised or did not finish before the deadline."""
+
+
+class DeadlineInvoker:
+    def __init__(self, name: str):
+        self._go = threading.Event()
+        self._done = threading.Event()
+        self._fn: Callable[[], None] | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._hung = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._go.wait()
+            self._go.clear()
+            if self._closed:
+                return
+            try:
+                self._fn()
+            except BaseException as e:  # handed to the caller's thread
+                self._error = e
+            self._done.set()
+
+    def run(self, fn: Callable[[], None], timeout_s: float) -> None:
+        if self._hung:
+            raise AcceleratorFailure("accelerator worker is still stuck in an earlier invoke")
+        self._fn, self._error = fn, None
+        self._done.clear()
+        self._go.set()
+        if not self._done.wait(timeout_s):
+            self._hung = True
+            raise AcceleratorFailure(f"invoke did not finish within {timeout_s * 1e3:.0f} ms")
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise AcceleratorFailure(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+
+    def close(self) -> None:
+        self._closed = True
+        self._go.set()
