@@ -1,0 +1,142 @@
+"""Dataset readers for BUSI (classification) and DDTI (segmentation); TensorFlow-free.
+
+Images are returned as uint8 arrays at their stored size; resizing to a model grid happens in
+the caller (TensorFlow half-pixel bilinear for training, the daemon's Preprocessor for
+evaluation) so that both follow the preprocessing contract in docs/architecture.md.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+BUSI_LABELS = ("normal", "benign", "malignant")
+
+
+@dataclass
+class ClassificationSet:
+    images: list          # list of uint8 (H, W) arrays
+    labels: np.ndarray    # int64 indices into `classes`
+    names: list           # relative file names as in labels.csv
+    classes: tuple
+
+
+@dataclass
+class SegmentationSet:
+    images: list          # uint8 (H, W)
+    masks: list           # uint8 (H, W), 0 or 1
+    names: list
+    patients: list        # patient id per crop (folds are split by patient)
+
+
+def _read_gray(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+
+
+def _read_csv(data_dir: str, required: tuple) -> list:
+    path = os.path.join(data_dir, "labels.csv")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} not found: pass --data pointing at a folder laid out like ../shared/data/busi "
+            "(labels.csv + class folders) or ../shared/data/ddti (labels.csv, images/, masks/)")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = [c for c in required if rows and c not in rows[0]]
+    if not rows or missing:
+        raise ValueError(f"{path}: needs columns {', '.join(required)} and at least one row; "
+                         f"missing {', '.join(missing) or 'rows'}")
+    return rows
+
+
+def dataset_kind(data_dir: str) -> str:
+    """'busi' (classification) or 'ddti' (segmentation), from the labels.csv columns."""
+    rows = _read_csv(data_dir, ("image",))
+    if "label" in rows[0]:
+        return "busi"
+    if "patient" in rows[0]:
+        return "ddti"
+    raise ValueError(f"{data_dir}/labels.csv: has neither a 'label' column (classification, like "
+                     "busi/) nor a 'patient' column (segmentation, like ddti/)")
+
+
+def load_busi(data_dir: str, classes: tuple = BUSI_LABELS, limit_per_class: int | None = None
+              ) -> ClassificationSet:
+    rows = _read_csv(data_dir, ("image", "label"))
+    images, labels, names, seen = [], [], [], {c: 0 for c in classes}
+    for row in rows:
+        label = row["label"].strip()
+        if label not in seen:
+            raise ValueError(f"{data_dir}/labels.csv: label {label!r} for {row['image']} is not one of "
+                             f"{', '.join(classes)}")
+        if limit_per_class is not None and seen[label] >= limit_per_class:
+            continue
+        seen[label] += 1
+        images.append(_read_gray(os.path.join(data_dir, row["image"])))
+        labels.append(classes.index(label))
+        names.append(row["image"])
+    return ClassificationSet(images, np.asarray(labels, dtype=np.int64), names, tuple(classes))
+
+
+def load_ddti(data_dir: str, limit: int | None = None) -> SegmentationSet:
+    rows = _read_csv(data_dir, ("image", "patient"))
+    if limit is not None:
+        rows = rows[:limit]
+    images, masks, names, patients = [], [], [], []
+    for row in rows:
+        name = row["image"]
+        images.append(_read_gray(os.path.join(data_dir, "images", name)))
+        masks.append((_read_gray(os.path.join(data_dir, "masks", name)) > 127).astype(np.uint8))
+        names.append(name)
+        patients.append(row["patient"])
+    return SegmentationSet(images, masks, names, patients)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple:
+    """Indices (train, test): each class contributes round(n_c * test_fraction) test items."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        k = int(round(len(idx) * test_fraction))
+        test.extend(idx[:k])
+        train.extend(idx[k:])
+    return np.sort(np.asarray(train)), np.sort(np.asarray(test))
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list:
+    """k disjoint stratified folds covering every index once: list of test-index arrays."""
+    rng = np.random.default_rng(seed)
+    folds = [[] for _ in range(k)]
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        for i, j in enumerate(idx):
+            folds[i % k].append(j)
+    return [np.sort(np.asarray(f)) for f in folds]
+
+
+def group_folds(groups: list, k: int, seed: int) -> list:
+    """k folds of indices such that every group (patient) sits in exactly one fold."""
+    rng = np.random.default_rng(seed)
+    uniq = sorted(set(groups))
+    rng.shuffle(uniq)
+    # Greedy balance by crop count: largest patients first into the smallest fold.
+    counts = {g: 0 for g in uniq}
+    for g in groups:
+        counts[g] += 1
+    order = sorted(uniq, key=lambda g: -counts[g])
+    fold_of, sizes = {}, [0] * k
+    for g in order:
+        f = int(np.argmin(sizes))
+        fold_of[g] = f
+        sizes[f] += counts[g]
+    folds = [[] for _ in range(k)]
+    for i, g in enumerate(groups):
+        folds[fold_of[g]].append(i)
+    return [np.asarray(f, dtype=np.int64) for f in folds]
