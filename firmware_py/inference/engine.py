@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from importlib import resources
 import time
 from collections import OrderedDict
 from concurrent.futures import Future
@@ -26,6 +27,23 @@ from firmware_py.inference.runtime import TierRuntime
 from firmware_py.inference.watchdog import AcceleratorFailure, DeadlineInvoker
 
 log = logging.getLogger(__name__)
+
+
+def _section(cfg, name: str) -> dict:
+    sec = cfg.get(name) if isinstance(cfg, dict) else getattr(cfg, name, None)
+    if sec is None:
+        return {}
+    return dict(sec) if isinstance(sec, dict) else dict(vars(sec))
+
+
+def default_manifest() -> str:
+    """The manifest shipped in the package (firmware_py.models)."""
+    return str(resources.files("firmware_py.models").joinpath("manifest.yaml"))
+
+
+def default_public_key() -> str:
+    """The development public key shipped in the package (models/keys/dev-ed25519.pub)."""
+    return str(resources.files("firmware_py.models").joinpath("keys", "dev-ed25519.pub"))
 
 
 class TierSlot:
@@ -64,16 +82,17 @@ class Engine:
 
     def __init__(
         self,
-        models_dir: str,
+        models: str,
         *,
         public_key: str | None = None,
+        task: str | None = None,
         start_tier: str | None = None,
         threads: int = 1,
         accelerator=None,
         memory_budget_mb: float = 64.0,
         warmup_runs: int = 2,
-        invoke_deadline_ms: float | None = 250.0,
-        reattach_backoff_s: tuple[float, float] = (1.0, 60.0),
+        invoke_deadline_ms: float | None = 1000.0,
+        reattach_backoff_s: tuple[float, float] = (2.0, 120.0),
         on_event: Callable[[dict], None] | None = None,
     ):
         self.events = EventLog(on_event)
@@ -84,8 +103,12 @@ class Engine:
         self.invoke_deadline_ms = invoke_deadline_ms
         self.reattach_backoff_s = reattach_backoff_s
         self._interp = interpreter_backend()
-        self.models = ModelSet(models_dir, public_key, self.events)
+        self.models = ModelSet(models, public_key, self.events)
         self.models.load()  # raises SecurityError/ModelError when there is no good set at all
+        self.task = task or (self.manifest.tiers[0].task if not self.manifest.ladder("classify") else "classify")
+        if not self.manifest.ladder(self.task):
+            raise ModelError(f"{self.manifest.path}: no tier for task {self.task!r}; set models.task to one of "
+                             f"{sorted({t.task for t in self.manifest.tiers})}")
         self._lock = threading.Lock()
         self._resident: OrderedDict[str, TierSlot] = OrderedDict()
         self._pending: TierSlot | None = None
@@ -96,29 +119,48 @@ class Engine:
         self._closed = False
         self._frames = 0
         self._fallback_frames = 0
-        self._active: TierSlot = self._load_start(start_tier)
+        self._active: TierSlot = self._load_start(None if start_tier in (None, "auto") else start_tier)
         self._resident[self._active.tier.name] = self._active
+        if accelerator is not None and self._active.accel is None and not accelerator.loaded:
+            # Not plugged in at start: keep trying with back-off, a USB stick may arrive later.
+            self._start_reattach()
 
     # -- construction helpers ---------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: dict, *, on_event=None) -> "Engine":
-        """Build from the `models` / `accelerator` configuration sections (see docs/model-manifest.md)."""
+    def from_config(cls, cfg, *, on_event=None) -> "Engine":
+        """From the configuration's `models` and `accelerator` sections (Config object or dict)."""
         from firmware_py.drivers.accelerator import DelegateLoader
 
-        models = dict(cfg.get("models", {}) or {})
-        acc = cfg.get("accelerator")
+        models, acc = _section(cfg, "models"), _section(cfg, "accelerator")
+        manifest = models.get("manifest") or default_manifest()
+        public_key = models.get("public_key") or default_public_key()
         loader = DelegateLoader.from_config(acc, interp=interpreter_backend()) if acc else None
         return cls(
-            models.get("dir", "models"),
-            public_key=models.get("public_key"),
+            manifest,
+            public_key=public_key,
+            task=models.get("task"),
             start_tier=models.get("start_tier"),
-            threads=int(models.get("threads", 1)),
+            threads=int(acc.get("cpu_threads", 1) or 1),
             accelerator=loader,
             memory_budget_mb=float(models.get("memory_budget_mb", 64.0)),
-            warmup_runs=int(models.get("warmup_runs", 2)),
-            invoke_deadline_ms=models.get("invoke_deadline_ms", 250.0),
+            invoke_deadline_ms=acc.get("invoke_deadline_ms", 1000.0),
+            reattach_backoff_s=(float(acc.get("reattach_initial_s", 2.0)), float(acc.get("reattach_max_s", 120.0))),
             on_event=on_event,
         )
+
+    @property
+    def active_tier(self) -> Tier:
+        """The tier the next frame runs on (fixed from input_view() to invoke())."""
+        return self._active.tier
+
+    @property
+    def backend_name(self) -> str:
+        return self._active.current().backend
+
+    @property
+    def ladder(self) -> list[str]:
+        """Tier names of the engine's task, cheapest first."""
+        return [t.name for t in self.manifest.ladder(self.task)]
 
     @property
     def manifest(self) -> Manifest:
@@ -127,8 +169,7 @@ class Engine:
     def _load_start(self, name: str | None) -> TierSlot:
         m = self.manifest
         if name is None:
-            ladder = m.ladder("classify") or m.ladder("segment")
-            candidates = ladder
+            candidates = m.ladder(self.task)
         else:
             wanted = m.tier(name)
             ladder = m.ladder(wanted.task)
@@ -165,7 +206,7 @@ class Engine:
             return None, None
         delegate = acc.delegate()
         if delegate is None:
-            return None, f"{acc.key} not loaded ({acc.error}); using CPU twin {tier.files['cpu'].path}"
+            return None, f"{acc.error}; using CPU twin {tier.files['cpu'].path}"
         if acc.key not in tier.files:
             return None, f"tier {tier.name} has no {acc.key} build; using CPU twin {tier.files['cpu'].path}"
         try:
@@ -225,6 +266,8 @@ class Engine:
         for s in self._all_slots():
             if s.accel is not None:
                 s.accel = None
+                if s.invoker is not None:
+                    s.invoker.close()  # a hung worker exits when (if) its invoke returns
                 s.invoker = None
                 s.accel_note = note
         if self.accelerator is not None:
@@ -269,12 +312,19 @@ class Engine:
             delay = min(delay * 2, max_delay)
 
     # -- tier swap ----------------------------------------------------------------------------
-    def request_tier(self, name: str) -> Future:
+    def request_tier(self, name: str, wait: bool = False, timeout: float | None = 60.0) -> Future:
         """Load and warm `name` in the background; it becomes active at the next input_view().
 
         Returns a Future resolving to the tier name once it is ready to swap in, or to the
-        ModelError that refused it (the current tier stays active).
+        ModelError that refused it (the current tier stays active). wait=True blocks until then
+        and raises that ModelError.
         """
+        fut = self._request(name)
+        if wait:
+            fut.result(timeout)
+        return fut
+
+    def _request(self, name: str) -> Future:
         tier = self.manifest.tier(name)
         fut: Future = Future()
         with self._lock:
@@ -282,7 +332,7 @@ class Engine:
                 self._pending = None
                 fut.set_result(name)
                 return fut
-            if name in self._resident:
+            if name in self._resident and not self._wants_accel(self._resident[name]):
                 self._pending = self._resident[name]
                 fut.set_result(name)
                 return fut
@@ -291,6 +341,11 @@ class Engine:
             self._loading[name] = fut
         threading.Thread(target=self._load_for_swap, args=(tier, fut), name=f"load-{name}", daemon=True).start()
         return fut
+
+    def _wants_accel(self, slot: TierSlot) -> bool:
+        """A resident tier built while the accelerator was away, which it could now use."""
+        acc = self.accelerator
+        return acc is not None and acc.loaded and slot.accel is None and acc.key in slot.tier.files
 
     def _load_for_swap(self, tier: Tier, fut: Future) -> None:
         try:
@@ -302,8 +357,11 @@ class Engine:
             return
         with self._lock:
             self._loading.pop(tier.name, None)
+            stale = self._resident.get(tier.name)
             self._resident[tier.name] = slot
             self._pending = slot
+        if stale is not None and stale is not self._active:
+            stale.close()
         fut.set_result(tier.name)
 
     def _swap_in_pending(self) -> None:

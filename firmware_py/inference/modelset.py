@@ -8,17 +8,16 @@ never a good set does load() raise.
 from __future__ import annotations
 
 import hashlib
-import os
 
 from firmware_py.errors import ModelError
 from firmware_py.inference.events import EventLog
 from firmware_py.inference.manifest import Manifest, load_manifest
-from firmware_py.inference.signing import MANIFEST, ModelSetRefused, verify_model_set
+from firmware_py.inference.signing import ModelSetRefused, manifest_path_of, verify_model_set
 
 
 class ModelSet:
-    def __init__(self, models_dir: str, public_key: str | None, events: EventLog):
-        self.models_dir = models_dir
+    def __init__(self, path: str, public_key: str | None, events: EventLog):
+        self.manifest_path = manifest_path_of(path)
         self.public_key = public_key
         self.events = events
         self.manifest: Manifest | None = None
@@ -28,7 +27,7 @@ class ModelSet:
     def load(self) -> bool:
         try:
             if self.public_key is None:
-                path = os.path.join(self.models_dir, MANIFEST)
+                path = self.manifest_path
                 manifest = load_manifest(path)
                 with open(path, "rb") as f:
                     data = f.read()
@@ -37,7 +36,7 @@ class ModelSet:
                     f"{path}: loaded WITHOUT signature verification (models.public_key not set); development only",
                 )
             else:
-                manifest, data = verify_model_set(self.models_dir, self.public_key)
+                manifest, data = verify_model_set(self.manifest_path, self.public_key)
         except ModelSetRefused as e:
             return self._refuse(e.kind, str(e), e)
         except ModelError as e:
@@ -57,7 +56,7 @@ class ModelSet:
 
     def status(self) -> dict:
         return {
-            "dir": self.models_dir,
+            "manifest": self.manifest_path,
             "verified": self.public_key is not None,
             "manifest_sha256": self.digest,
             "last_error": self.last_error,

@@ -95,18 +95,28 @@ def signature_line(manifest_bytes: bytes, private: Ed25519PrivateKey) -> str:
     return f"ed25519 {key_id(private.public_key())} {base64.b64encode(sig).decode()}\n"
 
 
-def sign_model_set(models_dir: str, private_key_path: str) -> str:
+def manifest_path_of(path: str) -> str:
+    """A model folder or a manifest file -> the manifest file's path."""
+    return os.path.join(path, MANIFEST) if os.path.isdir(path) else path
+
+
+def signature_path_of(manifest_path: str) -> str:
+    return manifest_path + ".sig"
+
+
+def sign_model_set(path: str, private_key_path: str) -> str:
     """Check the folder against its manifest (digests, no extra files), then write the signature.
 
     Refuses to sign a set that would not verify, so a stale manifest cannot get a valid signature.
+    path: the model folder or its manifest file. Returns the signing key's id.
     """
     private = load_private_key(private_key_path)
-    manifest_path = os.path.join(models_dir, MANIFEST)
+    manifest_path = manifest_path_of(path)
     data = _read_manifest(manifest_path)
     manifest = parse_manifest(data, manifest_path)
-    check_files(manifest, models_dir)
+    check_files(manifest, manifest.root)
     line = signature_line(data, private)
-    with open(os.path.join(models_dir, SIGNATURE), "w", encoding="ascii") as f:
+    with open(signature_path_of(manifest_path), "w", encoding="ascii") as f:
         f.write(line)
     return key_id(private.public_key())
 
@@ -194,12 +204,15 @@ def check_files(manifest: Manifest, root: str) -> None:
             )
 
 
-def verify_model_set(models_dir: str, public_key_path: str) -> tuple[Manifest, bytes]:
-    """Offline verification of signature, manifest and files; returns (manifest, manifest bytes)."""
+def verify_model_set(path: str, public_key_path: str) -> tuple[Manifest, bytes]:
+    """Offline verification of signature, manifest and files; returns (manifest, manifest bytes).
+
+    path: the model folder or its manifest file.
+    """
     public = load_public_key(public_key_path)
-    manifest_path = os.path.join(models_dir, MANIFEST)
+    manifest_path = manifest_path_of(path)
     data = _read_manifest(manifest_path)
-    verify_signature(data, os.path.join(models_dir, SIGNATURE), public)
+    verify_signature(data, signature_path_of(manifest_path), public)
     manifest = parse_manifest(data, manifest_path)
-    check_files(manifest, models_dir)
+    check_files(manifest, manifest.root)
     return manifest, data

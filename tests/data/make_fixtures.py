@@ -3,7 +3,8 @@
     /tmp/venv-tf/bin/python tests/data/make_fixtures.py
 
 TensorFlow is a build-time tool only; the committed .tflite files are what the tests use with the
-real tflite_runtime Interpreter. The weights are random (seeded): the fixtures exercise loading,
+real tflite_runtime Interpreter. The classifiers contain a RESHAPE node (Flatten) so the test delegate in tests/delegate/ has a node
+it can claim and execute exactly (a byte copy). The weights are random (seeded): the fixtures exercise loading,
 validation, quantization and decoding, not diagnosis.
 
 Files written next to this script:
@@ -33,7 +34,8 @@ def classifier(size, seed):
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((size, size, 1), batch_size=1)
     x = tf.keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inp)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    # Flatten becomes a RESHAPE op: the node the test delegate (tests/delegate/) claims and runs.
+    x = tf.keras.layers.Flatten()(x)
     x = tf.keras.layers.Dense(3)(x)
     out = tf.keras.layers.Softmax()(x)
     return tf.keras.Model(inp, out)
