@@ -16,6 +16,7 @@ from firmware_py.errors import ModelError
 from firmware_py.inference.backend import InterpreterBackend
 from firmware_py.inference.decode import Decoder, InferenceOutput
 from firmware_py.inference.manifest import Manifest, Tier
+from firmware_py.inference.flatbuffer import check_flatbuffer
 from firmware_py.inference.validate import ModelCheckError, check_tensors, custom_op_error, read_verified
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class TierRuntime:
         self.path = manifest.abspath(f)
         self.file_bytes = f.bytes
         data = read_verified(manifest, f)
+        check_flatbuffer(data, self.path)
         cpu = tier.files["cpu"]
         cpu_twin = None if backend == "cpu" else cpu.path
         t0 = time.perf_counter()

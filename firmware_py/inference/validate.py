@@ -141,3 +141,4 @@ def check_tensors(tier: Tier, path: str, inputs: list[dict], outputs: list[dict]
         "output_scale": out_scale, "output_zero_point": out_zp,
         "output_shape": tuple(int(d) for d in out["shape"]),
     }
+

@@ -46,7 +46,8 @@ def file_entry(folder: str, name: str) -> dict:
 def tier_entry(folder: str, name: str, cpu_file: str, *, task="classify", rank=0, accel: dict | None = None,
                io_from: str | None = None) -> dict:
     """One manifest tier; `accel` maps accelerator key -> file name; `io_from` reads I/O specs from another file."""
-    shape, inp, out = _io(os.path.join(folder, io_from or cpu_file))
+    src = os.path.join(folder, io_from or cpu_file)
+    shape, inp, out = _io(src if os.path.exists(src) else fixture(io_from or cpu_file))
     files = {"cpu": file_entry(folder, cpu_file)}
     for key, fname in (accel or {}).items():
         files[key] = file_entry(folder, fname)
@@ -98,3 +99,37 @@ TWO_CLASSIFIERS = [
     {"name": "cls-small", "cpu": "cls_int8.tflite", "rank": 0},
     {"name": "cls-large", "cpu": "cls_int8_b.tflite", "rank": 1},
 ]
+
+
+def build_fake_npu(out_dir: str) -> str | None:
+    """Compile tests/delegate/fake_npu_delegate.c with gcc; None when gcc is absent."""
+    import subprocess
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    src = os.path.join(os.path.dirname(DATA), "delegate", "fake_npu_delegate.c")
+    lib = os.path.join(out_dir, "libfake_npu.so")
+    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", lib, src], check=True,
+                   capture_output=True, text=True)
+    return lib
+
+
+def fake_npu_invocations(lib: str) -> int:
+    """How many times the delegate's kernel ran in this process (dlopen returns the same handle)."""
+    import ctypes
+
+    handle = ctypes.CDLL(lib)
+    handle.fake_npu_invocations.restype = ctypes.c_long
+    return int(handle.fake_npu_invocations())
+
+
+def reference_output(model: str, frame) -> "np.ndarray":
+    """Raw output tensor of `model` on `frame`, via the plain set_tensor/invoke/get_tensor path."""
+    from tflite_runtime.interpreter import Interpreter
+
+    it = Interpreter(model_path=fixture(model) if not os.path.isabs(model) else model)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], frame)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"]).copy()
