@@ -1,0 +1,203 @@
+"""Engine frame path: zero-copy input, decoding against the plain interpreter, hitless swap, memory budget."""
+import os
+import queue
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data"))
+from model_sets import LABELS, TWO_CLASSIFIERS, make_model_set, reference_output  # noqa: E402
+
+from firmware_py.errors import ModelError  # noqa: E402
+from firmware_py.inference import Engine  # noqa: E402
+
+RNG = np.random.default_rng(5)
+
+
+def frame(shape=(1, 32, 32, 1)):
+    return RNG.integers(-128, 128, shape, dtype=np.int8)
+
+
+@pytest.fixture
+def models(tmp_path):
+    return make_model_set(str(tmp_path / "models"), TWO_CLASSIFIERS + [
+        {"name": "seg", "cpu": "seg_int8.tflite", "task": "segment", "rank": 0}])
+
+
+@pytest.fixture
+def engine(models):
+    eng = Engine(models["dir"], public_key=models["public"])
+    yield eng
+    eng.close()
+
+
+def test_input_view_is_the_interpreter_tensor(engine):
+    x = frame()
+    view = engine.input_view()
+    assert view.dtype == np.int8 and view.shape == (1, 32, 32, 1)
+    view[...] = x
+    del view
+    rt = engine._active.cpu
+    # same memory as the interpreter's input tensor: what was written is what it will read
+    assert np.array_equal(rt.interpreter.get_tensor(rt.input_index), x)
+    a, b = engine.input_view(), engine.input_view()
+    assert np.shares_memory(a, b)
+
+
+def test_classify_output_matches_the_plain_interpreter(engine):
+    for _ in range(5):
+        x = frame()
+        engine.input_view()[...] = x
+        out = engine.invoke()
+        q = reference_output("cls_int8.tflite", x).reshape(-1)
+        scale, zp = engine.active_tier.output.quantization.scale, engine.active_tier.output.quantization.zero_point
+        expected = (q.astype(np.int64) - zp) * scale
+        assert list(out.probabilities) == LABELS
+        assert np.allclose(list(out.probabilities.values()), expected, rtol=1e-6, atol=1e-9)
+        assert out.label == LABELS[int(np.argmax(q))]
+        assert out.positive == (expected[2] >= 0.5)
+        assert out.tier == "cls-small" and out.backend == "cpu" and out.fallback is None
+        assert out.latency_ms > 0
+
+
+def test_logit_output_gets_softmax_applied(models, tmp_path):
+    import yaml
+
+    from firmware_py.inference.signing import sign_model_set
+
+    path = os.path.join(models["dir"], "manifest.yaml")
+    doc = yaml.safe_load(open(path))
+    doc["tiers"][0]["output"]["applied_in_model"] = False
+    yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
+    sign_model_set(models["dir"], models["private"])
+    eng = Engine(models["dir"], public_key=models["public"])
+    try:
+        x = frame()
+        eng.input_view()[...] = x
+        out = eng.invoke()
+        q = reference_output("cls_int8.tflite", x).reshape(-1)
+        qp = eng.active_tier.output.quantization
+        logits = (q.astype(np.int64) - qp.zero_point) * qp.scale
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        assert np.allclose(list(out.probabilities.values()), p, rtol=1e-9)
+        assert abs(sum(out.probabilities.values()) - 1.0) < 1e-9
+    finally:
+        eng.close()
+
+
+def test_segmentation_mask_matches_the_threshold(models):
+    eng = Engine(models["dir"], public_key=models["public"], task="segment")
+    try:
+        x = frame()
+        eng.input_view()[...] = x
+        out = eng.invoke()
+        q = reference_output("seg_int8.tflite", x)[0, :, :, 0]
+        qp = eng.active_tier.output.quantization
+        prob = (q.astype(np.int64) - qp.zero_point) * qp.scale
+        assert out.mask.shape == (32, 32) and out.mask.dtype == np.uint8
+        assert np.array_equal(out.mask, (prob >= 0.5).astype(np.uint8))
+        assert out.label is None and out.task == "segment"
+    finally:
+        eng.close()
+
+
+def test_holding_the_input_view_across_invoke_is_a_clear_error(engine):
+    view = engine.input_view()
+    view[...] = 1
+    with pytest.raises(ModelError, match="still referenced at invoke"):
+        engine.invoke()
+    del view
+    engine.input_view()[...] = 1
+    assert engine.invoke().tier == "cls-small"
+
+
+def test_unknown_tier_and_task(models, engine):
+    with pytest.raises(ModelError, match="no tier named 'nope'; known tiers: cls-small, cls-large, seg"):
+        engine.request_tier("nope")
+    with pytest.raises(ModelError, match="no tier for task 'detect'"):
+        Engine(models["dir"], public_key=models["public"], task="detect")
+
+
+def test_ladder_and_status(engine):
+    assert engine.ladder == ["cls-small", "cls-large"]
+    st = engine.status()
+    assert st["tier"] == "cls-small" and st["backend"] == "cpu" and st["accelerator"] is None
+    assert st["model_set"]["verified"] is True
+
+
+def test_swap_under_a_steady_frame_stream_loses_no_frame(engine):
+    """A producer sends numbered frames at a fixed period; the swap lands between two frames."""
+    n, period = 120, 0.004
+    frames = {i: frame() for i in range(n)}
+    q: queue.Queue = queue.Queue()
+
+    def produce():
+        ev = threading.Event()
+        for i in range(n):
+            q.put(i)
+            ev.wait(period)
+        q.put(None)
+
+    ref_small = {i: reference_output("cls_int8.tflite", frames[i]) for i in range(n)}
+    ref_large = {i: reference_output("cls_int8_b.tflite", frames[i]) for i in range(n)}
+    results = []
+    producer = threading.Thread(target=produce)
+    producer.start()
+    fut = None
+    while True:
+        i = q.get()
+        if i is None:
+            break
+        if i == 20:
+            fut = engine.request_tier("cls-large")  # the power policy's thread in the daemon
+        if i == 80:
+            engine.request_tier("cls-small")  # resident already: swapped without a reload
+        engine.input_view()[...] = frames[i]
+        results.append((i, engine.invoke()))
+    producer.join()
+    assert fut.result(1) == "cls-large"
+    assert [i for i, _ in results] == list(range(n))  # nothing lost, nothing reordered
+    tiers = [out.tier for _, out in results]
+    first_large = tiers.index("cls-large")
+    back = tiers.index("cls-small", first_large)
+    assert first_large >= 20 and back == 80
+    assert set(tiers[first_large:back]) == {"cls-large"} and set(tiers[back:]) == {"cls-small"}
+    for i, out in results:  # every frame decoded by the tier it was written for
+        ref = ref_large[i] if out.tier == "cls-large" else ref_small[i]
+        assert out.label == LABELS[int(np.argmax(ref))]
+    assert engine.status()["resident"] == ["cls-large", "cls-small"]
+
+
+def test_memory_budget_decides_how_many_tiers_stay_resident(models):
+    tiny = Engine(models["dir"], public_key=models["public"], memory_budget_mb=0.001)
+    roomy = Engine(models["dir"], public_key=models["public"], memory_budget_mb=64)
+    try:
+        for eng in (tiny, roomy):
+            eng.request_tier("cls-large", wait=True)
+            eng.input_view()[...] = 0
+            assert eng.invoke().tier == "cls-large"
+        assert tiny.status()["resident"] == ["cls-large"]  # the old tier was evicted
+        assert roomy.status()["resident"] == ["cls-small", "cls-large"]
+    finally:
+        tiny.close()
+        roomy.close()
+
+
+def test_from_config_accepts_the_daemon_config_object(models):
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(
+        models=SimpleNamespace(manifest=os.path.join(models["dir"], "manifest.yaml"), public_key=models["public"],
+                               task="classify", start_tier="cls-large", memory_budget_mb=32.0),
+        accelerator=SimpleNamespace(kind="none", edgetpu_device="usb", external_library=None, external_options={},
+                                    cpu_threads=1, invoke_deadline_ms=500.0, reattach_initial_s=1.0,
+                                    reattach_max_s=10.0),
+    )
+    eng = Engine.from_config(cfg)
+    try:
+        assert eng.active_tier.name == "cls-large" and eng.backend_name == "cpu" and eng.accelerator is None
+    finally:
+        eng.close()
