@@ -117,6 +117,7 @@ class Engine:
         self._frame_rt: TierRuntime | None = None
         self._reattach: threading.Thread | None = None
         self._closed = False
+        self._closing = threading.Event()
         self._frames = 0
         self._fallback_frames = 0
         self._active: TierSlot = self._load_start(None if start_tier in (None, "auto") else start_tier)
@@ -189,10 +190,9 @@ class Engine:
             manifest = self.manifest
             cpu = TierRuntime(manifest, tier, "cpu", self._interp, threads=self.threads)
             cpu.warm_up(self.warmup_runs)
-            accel, note = self._build_accel(manifest, tier)
+            accel, note, invoker = self._build_accel(manifest, tier)
             slot = TierSlot(tier, cpu, accel, note)
-            if accel is not None and self.invoke_deadline_ms:
-                slot.invoker = DeadlineInvoker(f"accel-{tier.name}")
+            slot.invoker = invoker
         except ModelError as e:
             self._bad[tier.name] = str(e)
             self.events.emit("tier_refused", str(e), tier=tier.name)
@@ -200,22 +200,38 @@ class Engine:
         self._bad.pop(tier.name, None)
         return slot
 
-    def _build_accel(self, manifest: Manifest, tier: Tier) -> tuple[TierRuntime | None, str | None]:
+    def _build_accel(self, manifest: Manifest, tier: Tier) -> tuple[TierRuntime | None, str | None, object]:
+        """(accelerator runtime or None, why not, its DeadlineInvoker or None)."""
         acc = self.accelerator
         if acc is None:
-            return None, None
+            return None, None, None
         delegate = acc.delegate()
         if delegate is None:
-            return None, f"{acc.error}; using CPU twin {tier.files['cpu'].path}"
+            return None, f"{acc.error}; using CPU twin {tier.files['cpu'].path}", None
         if acc.key not in tier.files:
-            return None, f"tier {tier.name} has no {acc.key} build; using CPU twin {tier.files['cpu'].path}"
+            return None, f"tier {tier.name} has no {acc.key} build; using CPU twin {tier.files['cpu'].path}", None
         try:
             rt = TierRuntime(manifest, tier, acc.key, self._interp, delegate=delegate, threads=self.threads)
-            rt.warm_up(self.warmup_runs)
         except ModelError as e:
             self.events.emit("accelerator_build_refused", str(e), tier=tier.name)
-            return None, str(e)
-        return rt, None
+            return None, str(e), None
+        invoker = DeadlineInvoker(f"accel-{tier.name}") if self.invoke_deadline_ms else None
+        try:
+            # Warm up through the same deadline guard as frames: a wedged device must not block a load.
+            rt.fill_input()
+            for _ in range(max(1, self.warmup_runs)):
+                if invoker is not None:
+                    invoker.run(rt.run, self.invoke_deadline_ms / 1e3)
+                else:
+                    rt.run()
+        except (AcceleratorFailure, RuntimeError, ValueError) as e:
+            if invoker is not None:
+                invoker.close()
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            acc.mark_failed(reason)
+            return None, f"{acc.key} failed warming up tier {tier.name} ({reason}); using CPU twin " \
+                         f"{tier.files['cpu'].path}", None
+        return rt, None, invoker
 
     # -- the frame path -----------------------------------------------------------------------
     def input_view(self) -> np.ndarray:
@@ -292,24 +308,31 @@ class Engine:
 
     def _reattach_loop(self) -> None:
         delay, max_delay = self.reattach_backoff_s
-        while not self._closed:
-            time.sleep(delay)
-            if self._closed:
-                return
+        acc = self.accelerator
+        while not self._closing.wait(delay):
+            next_delay = min(delay * 2, max_delay)
+            if not acc.reload():
+                self.events.emit("accelerator_reattach_failed", f"{acc.error}; next try in {next_delay:g} s")
+                delay = next_delay
+                continue
             slot = self._active
-            acc = self.accelerator
-            acc.reload()
-            accel, note = self._build_accel(self.manifest, slot.tier)
-            if accel is not None:
-                invoker = DeadlineInvoker(f"accel-{slot.tier.name}") if self.invoke_deadline_ms else None
-                # Attach by reference assignment: the next frame's input_view() picks it up.
-                slot.invoker, slot.accel_note, slot.accel = invoker, None, accel
-                self.events.emit("accelerator_reattached", f"{acc.key} re-attached for tier {slot.tier.name}",
-                                 tier=slot.tier.name)
+            if acc.key not in slot.tier.files:
+                self.events.emit("accelerator_reattached", f"{acc.key} loaded; tier {slot.tier.name} has no "
+                                 f"{acc.key} build, other tiers pick it up when swapped in", tier=slot.tier.name)
                 return
-            self.events.emit("accelerator_reattach_failed", f"{note}; next try in {min(delay * 2, max_delay):.0f} s",
+            accel, note, invoker = self._build_accel(self.manifest, slot.tier)
+            if accel is None:
+                self.events.emit("accelerator_reattach_failed", f"{note}; next try in {next_delay:g} s",
+                                 tier=slot.tier.name)
+                delay = next_delay
+                continue
+            # Attach by reference assignment (accel last): the next frame's input_view() picks it up.
+            slot.invoker, slot.accel_note, slot.accel = invoker, None, accel
+            self.events.emit("accelerator_reattached", f"{acc.key} re-attached for tier {slot.tier.name}",
                              tier=slot.tier.name)
-            delay = min(delay * 2, max_delay)
+            if slot is self._active:
+                return
+            delay = 0.0  # a swap happened meanwhile: attach the new active tier right away
 
     # -- tier swap ----------------------------------------------------------------------------
     def request_tier(self, name: str, wait: bool = False, timeout: float | None = 60.0) -> Future:
@@ -441,6 +464,7 @@ class Engine:
 
     def close(self) -> None:
         self._closed = True
+        self._closing.set()
         with self._lock:
             slots = list(self._resident.values())
             self._resident.clear()
