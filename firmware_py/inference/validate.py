@@ -127,6 +127,11 @@ def check_tensors(tier: Tier, path: str, inputs: list[dict], outputs: list[dict]
             "float", f"{path}: float model ({in_dtype} input) where int8 is required; "
             "ship the int8-quantized build of this tier"
         )
+    if require_int8 and in_dtype == "uint8":
+        raise ModelCheckError(
+            "dtype", f"{path}: uint8 input where int8 is required (the preprocessor writes int8); "
+            "rebuild with inference_input_type=tf.int8"
+        )
     shape = tuple(int(d) for d in inp["shape"])
     if shape != tier.input.shape:
         raise ModelCheckError(
