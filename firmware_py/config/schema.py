@@ -58,6 +58,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "images_dir": Key("str", None, "Send the images of this folder (PNG, any size) as linear B-mode frames "
                           "instead of synthetic phantoms. `null`: phantoms.", nullable=True),
         "seed": Key("int", 1, "Seed of the phantom generator.", min=0, max=2 ** 31 - 1),
+        "frame_log": Key("str", None, "Append which source (image file or phantom) each frame carried, with its "
+                         "sequence number, as JSON lines to this file. `null`: no log.", nullable=True),
     },
     "preprocess": {
         "threads": Key("int", 1, "OpenMP threads of the preprocessing kernels (the model uses the others).",

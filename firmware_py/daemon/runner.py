@@ -60,9 +60,10 @@ class Daemon:
     def process_frame(self, frame) -> None:
         t0 = time.perf_counter()
         engine = self.engine
-        tier = engine.active_tier  # fixed for this frame: swaps happen between frames
-        view = engine.input_view()
+        view = engine.input_view()  # a pending tier swap happens here, between two frames
+        tier = engine.active_tier
         self._preprocessor_for(tier).run(frame.samples, frame.geometry, view)
+        del view  # TFLite refuses to invoke while a view into its input tensor is alive
         t1 = time.perf_counter()
         out = engine.invoke()
         t2 = time.perf_counter()
@@ -71,7 +72,8 @@ class Daemon:
             from firmware_py.kernels import mask_area_mm2
 
             area = float(mask_area_mm2(out.mask, frame.geometry))
-        total_ms = (t2 - getattr(frame, "received_at", t0)) * 1000.0
+        received_ns = getattr(frame, "received_ns", 0)
+        total_ms = (time.monotonic_ns() - received_ns) / 1e6 if received_ns else (t2 - t0) * 1000.0
         self.latency.add((t2 - t0) * 1000.0)
         record = ResultRecord(
             seq=frame.seq, probe_time_us=frame.timestamp_us, tier=out.tier, backend=out.backend,
@@ -95,7 +97,7 @@ class Daemon:
     def _open_engine(self):
         from firmware_py.inference import Engine
 
-        self.engine = Engine.from_config(self.cfg)
+        self.engine = Engine.from_config(self.cfg, on_event=self._on_engine_event)
         self.ladder = self.engine.ladder  # tiers of the configured task, smallest first
 
     def _open_sinks(self) -> None:
@@ -120,12 +122,12 @@ class Daemon:
         return None
 
     def _open_link(self, url: str | None):
-        from firmware_py.drivers import ProbeLink
+        from firmware_py.drivers.link import ProbeLink
 
         p = self.cfg.probe
-        link = ProbeLink(url=url, vid_pid=p.vid_pid, baudrate=p.baudrate, handshake_timeout_s=p.handshake_timeout_s,
-                         reconnect_initial_s=p.reconnect_initial_s, reconnect_max_s=p.reconnect_max_s,
-                         max_frame_bytes=p.max_frame_bytes, record_path=p.record_path,
+        link = ProbeLink(url=url, vid_pid=p.vid_pid, baudrate=p.baudrate, handshake_timeout=p.handshake_timeout_s,
+                         backoff_initial=p.reconnect_initial_s, backoff_max=p.reconnect_max_s,
+                         max_payload=p.max_frame_bytes, record_path=p.record_path,
                          record_max_bytes=p.record_max_bytes)
         link.start(sink=self.slot.put, on_event=self._on_link_event)
         return link
@@ -134,6 +136,11 @@ class Daemon:
         log.info("probe event: %s", event)
         if self.journal:
             self.journal.event("probe", str(event))
+
+    def _on_engine_event(self, event) -> None:
+        log.info("engine event: %s", event)  # the engine already logs security events at ERROR
+        if self.journal:
+            self.journal.event("security" if event.get("security") else "engine", str(event))
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -147,7 +154,8 @@ class Daemon:
         tier = self.engine.active_tier
         return Snapshot(
             elapsed_s=elapsed, received=stats.get("frames_received", 0), processed=self.proc.processed,
-            dropped_stale=self.slot.dropped_stale, corrupt=stats.get("frames_corrupt", 0),
+            dropped_stale=self.slot.dropped_stale,
+            corrupt=stats.get("frames_rejected", 0) + stats.get("frames_no_buffer", 0),
             lost_gap=stats.get("frames_lost_gap", 0), rejected=self.proc.rejected,
             connected=bool(stats.get("connected", False)), tier=tier.name, backend=self.engine.backend_name,
             battery_percent=self._battery_pct, temperature_c=self._temp_c, p50_ms=p50, p99_ms=p99,

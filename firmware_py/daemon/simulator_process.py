@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tty
@@ -29,6 +30,8 @@ class SimulatorProcess:
         c = self._cfg
         args = [sys.executable, "-m", "firmware_py", "probe-sim", "--fd", str(master_fd),
                 "--fps", str(c.fps), "--seed", str(c.seed)]
+        if c.frame_log:
+            args += ["--frame-log", c.frame_log]
         if c.images_dir:
             args += ["--images", c.images_dir]
         else:
@@ -60,12 +63,14 @@ class SimulatorProcess:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            # SIGINT first: the simulator stops cleanly and flushes its frame and fault logs.
+            for sig, grace in ((signal.SIGINT, 3.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, None)):
+                self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         if self._slave_fd is not None:
             os.close(self._slave_fd)
             self._slave_fd = None
