@@ -72,16 +72,20 @@ class Decoder:
                 -(2**31) if level < 0 else 2**31 - 1)
 
     def classify(self, q: np.ndarray, out: InferenceOutput) -> None:
-        x = dequantize(q.reshape(-1), self.scale, self.zero_point)
+        # A handful of classes: Python ints (unbounded) and floats (double) beat NumPy's per-call
+        # overhead by ~3 us a frame and keep the same int64/float64 semantics.
+        zp, scale = self.zero_point, self.scale
+        x = [(v - zp) * scale for v in q.ravel().tolist()]
         if not self.spec.applied_in_model:
-            x = np.exp(x - x.max())
-            x /= x.sum()
-        probs = x.tolist()
-        best = int(np.argmax(x))
+            m = max(x)
+            e = [math.exp(v - m) for v in x]
+            total = math.fsum(e)
+            x = [v / total for v in e]
+        best = max(range(len(x)), key=x.__getitem__)
         out.label = self.labels[best]
-        out.probabilities = dict(zip(self.labels, probs))
+        out.probabilities = dict(zip(self.labels, x))
         if self._threshold_index is not None:
-            out.positive = probs[self._threshold_index] >= self.spec.threshold.value
+            out.positive = x[self._threshold_index] >= self.spec.threshold.value
 
     def segment(self, q: np.ndarray, out: InferenceOutput) -> None:
         q = q.reshape(q.shape[-3:]) if q.ndim == 4 else q
