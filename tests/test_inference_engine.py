@@ -88,7 +88,23 @@ def test_logit_output_gets_softmax_applied(models, tmp_path):
         eng.close()
 
 
-def test_segmentation_mask_matches_the_threshold(models):
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernels", "numpy"])
+@pytest.mark.parametrize("applied,threshold", [(True, 0.5), (False, 0.62)], ids=["probabilities", "logits"])
+def test_segmentation_mask_matches_the_threshold(models, monkeypatch, kernel, applied, threshold):
+    import yaml
+
+    from firmware_py.inference import decode
+    from firmware_py.inference.signing import sign_model_set
+
+    if not kernel:
+        monkeypatch.setattr(decode, "_kernel_mask", None)
+    elif decode._kernel_mask is None:
+        pytest.skip("firmware_py.kernels postprocessing not built")
+    path = os.path.join(models["dir"], "manifest.yaml")
+    doc = yaml.safe_load(open(path))
+    doc["tiers"][2]["output"].update(applied_in_model=applied, threshold={"value": threshold})
+    yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
+    sign_model_set(models["dir"], models["private"])
     eng = Engine(models["dir"], public_key=models["public"], task="segment")
     try:
         x = frame()
@@ -96,9 +112,10 @@ def test_segmentation_mask_matches_the_threshold(models):
         out = eng.invoke()
         q = reference_output("seg_int8.tflite", x)[0, :, :, 0]
         qp = eng.active_tier.output.quantization
-        prob = (q.astype(np.int64) - qp.zero_point) * qp.scale
+        value = (q.astype(np.int64) - qp.zero_point) * qp.scale
+        prob = value if applied else 1.0 / (1.0 + np.exp(-value))
         assert out.mask.shape == (32, 32) and out.mask.dtype == np.uint8
-        assert np.array_equal(out.mask, (prob >= 0.5).astype(np.uint8))
+        assert np.array_equal(out.mask, (prob >= threshold).astype(np.uint8))
         assert out.label is None and out.task == "segment"
     finally:
         eng.close()

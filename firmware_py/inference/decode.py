@@ -13,6 +13,11 @@ import numpy as np
 
 from firmware_py.inference.manifest import OutputSpec
 
+try:  # the Cython postprocessing kernel when the extension is built; the NumPy path below otherwise
+    from firmware_py.kernels import mask_from_output as _kernel_mask
+except ImportError:  # pragma: no cover - kernels not built
+    _kernel_mask = None
+
 
 @dataclass
 class InferenceOutput:
@@ -25,7 +30,7 @@ class InferenceOutput:
     label: str | None = None  # classify: arg-max label
     probabilities: dict[str, float] = field(default_factory=dict)  # classify
     positive: bool | None = None  # classify: probability of threshold.label >= threshold.value
-    mask: np.ndarray | None = None  # segment: uint8 (H, W), 1 = foreground (or class index for argmax)
+    mask: np.ndarray | None = None  # segment: uint8 (H, W), 1 = foreground (argmax: class != 0)
     fallback: str | None = None  # why the accelerator did not run this frame, when it was expected to
 
     def as_dict(self) -> dict:
@@ -64,9 +69,11 @@ class Decoder:
         if spec.threshold is not None and spec.threshold.label is not None:
             self._threshold_index = self.labels.index(spec.threshold.label)
         self._mask_q = None
+        self._level = 0.5
         if task == "segment" and spec.decode == "sigmoid":
             p = spec.threshold.value if spec.threshold is not None else 0.5
-            level = p if spec.applied_in_model else _logit(p)
+            # compare the dequantized output with the threshold in the output's own domain
+            level = self._level = p if spec.applied_in_model else _logit(p)
             # q >= q_thr  <=>  (q - zp) * scale >= level   (scale > 0)
             self._mask_q = math.ceil(level / self.scale + self.zero_point - 1e-9) if math.isfinite(level) else (
                 -(2**31) if level < 0 else 2**31 - 1)
@@ -88,9 +95,13 @@ class Decoder:
             out.positive = x[self._threshold_index] >= self.spec.threshold.value
 
     def segment(self, q: np.ndarray, out: InferenceOutput) -> None:
+        if _kernel_mask is not None:
+            m = _kernel_mask(q, scale=self.scale, zero_point=self.zero_point, threshold=self._level)
+            out.mask = m.view(np.uint8)
+            return
         q = q.reshape(q.shape[-3:]) if q.ndim == 4 else q
         if self.spec.decode == "argmax":
-            out.mask = np.argmax(q, axis=-1).astype(np.uint8)
+            out.mask = (np.argmax(q, axis=-1) != 0).view(np.uint8)
         else:
             out.mask = (q[..., 0] >= self._mask_q).view(np.uint8)
 
