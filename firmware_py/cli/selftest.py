@@ -56,10 +56,47 @@ def _check_models(cfg) -> str:
         engine.close()
 
 
-def _check_link(cfg) -> str:
-    from firmware_py.drivers.selftest import loopback_check
+def _check_link(cfg, frames: int = 10, timeout_s: float = 10.0) -> str:
+    """Simulated probe on a pseudo-terminal -> ProbeLink: handshake, frames, counters."""
+    import os
+    import threading
+    import tty
 
-    return loopback_check(timeout_s=5.0)
+    from firmware_py.drivers.link import ProbeLink
+    from firmware_py.drivers.probe_sim import ProbeSimulator
+    from firmware_py.drivers.sources import PhantomSource
+
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    sim = ProbeSimulator(PhantomSource.from_options("convex", 64, 256, 16, distinct=2), fps=200.0)
+    server = threading.Thread(target=sim.serve_fd, args=(master,), kwargs={"max_frames": frames}, daemon=True)
+    got = []
+    done = threading.Event()
+
+    def sink(frame):
+        got.append(frame.seq)
+        frame.release()
+        if len(got) >= frames:
+            done.set()
+
+    link = ProbeLink(os.ttyname(slave), handshake_timeout=cfg.probe.handshake_timeout_s)
+    try:
+        server.start()
+        link.start(sink)
+        if not done.wait(timeout_s):
+            raise AssertionError(f"received {len(got)} of {frames} frames in {timeout_s:.0f} s over a pty")
+        stats = link.stats()
+        if stats["frames_rejected"] or stats["bytes_discarded"]:
+            raise AssertionError(f"clean line but {stats['frames_rejected']} frames rejected, "
+                                 f"{stats['bytes_discarded']} bytes discarded")
+        return f"protocol {stats['version']} handshake and {len(got)} frames over a pseudo-terminal, no loss"
+    finally:
+        link.stop()
+        sim.stop()
+        server.join(5)
+        os.close(master)
+        os.close(slave)
 
 
 CHECKS = (("kernels", _check_kernels), ("models", _check_models), ("probe link", _check_link))
