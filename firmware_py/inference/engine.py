@@ -8,6 +8,7 @@ the start of input_view(), i.e. between two frames, so a frame is never split ac
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from importlib import resources
 import time
@@ -44,6 +45,14 @@ def default_manifest() -> str:
 def default_public_key() -> str:
     """The development public key shipped in the package (models/keys/dev-ed25519.pub)."""
     return str(resources.files("firmware_py.models").joinpath("keys", "dev-ed25519.pub"))
+
+
+def _lower_thread_priority(niceness: int = 10) -> None:
+    """Linux applies setpriority(PRIO_PROCESS, tid) to one thread; elsewhere this is a no-op."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):
+        pass
 
 
 class TierSlot:
@@ -371,6 +380,7 @@ class Engine:
         return acc is not None and acc.loaded and slot.accel is None and acc.key in slot.tier.files
 
     def _load_for_swap(self, tier: Tier, fut: Future) -> None:
+        _lower_thread_priority()  # the frame path keeps the cores while the next tier loads and warms
         try:
             slot = self._build_slot(tier)
         except ModelError as e:
