@@ -218,3 +218,15 @@ def test_from_config_accepts_the_daemon_config_object(models):
         assert eng.active_tier.name == "cls-large" and eng.backend_name == "cpu" and eng.accelerator is None
     finally:
         eng.close()
+
+
+def test_reload_swaps_to_the_reloaded_tier_between_frames(engine, models):
+    from firmware_py.inference.signing import sign_model_set
+
+    old_slot = engine._active
+    sign_model_set(models["dir"], models["private"])  # same set, re-signed: a reload still rebuilds
+    assert engine.reload() is True
+    engine.input_view()[...] = 3
+    out = engine.invoke()
+    assert out.tier == "cls-small" and engine._active is not old_slot
+    assert old_slot.cpu.interpreter is None  # the replaced runtime was released, not leaked

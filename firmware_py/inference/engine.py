@@ -406,6 +406,8 @@ class Engine:
             self._active = slot
             self._resident.move_to_end(slot.tier.name)
             evicted = self._evict_over_budget()
+            if previous not in evicted and all(s is not previous for s in self._resident.values()):
+                evicted.append(previous)  # replaced by a reload: nothing refers to it any more
         self.events.emit("tier_swapped", f"tier {previous.tier.name} -> {slot.tier.name}",
                          tier=slot.tier.name, previous=previous.tier.name)
         for s in evicted:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
+from firmware_py.errors import FirmwareError
+
 
 class AcceleratorFailure(RuntimeError):
     """The accelerator invoke raised or did not finish before the deadline."""
@@ -49,6 +51,8 @@ class DeadlineInvoker:
             raise AcceleratorFailure(f"invoke did not finish within {timeout_s * 1e3:.0f} ms")
         if self._error is not None:
             err, self._error = self._error, None
+            if isinstance(err, FirmwareError):  # a caller mistake (e.g. a held input view), not the device
+                raise err
             raise AcceleratorFailure(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
 
     def close(self) -> None:
