@@ -1,0 +1,335 @@
+"""FrameParser: pure byte-stream -> messages state machine. No I/O, no threads.
+
+Two ways to give it bytes:
+* ``feed(data)`` copies ``data`` in (tests, replay, simulator);
+* ``get_buffer()`` / ``buffer_updated(n)`` (the asyncio BufferedProtocol pattern): the caller reads
+  straight into the returned memoryview. While a frame body is being received that memoryview is
+  the rest of the frame's pooled buffer, so frame bytes are written once, by the kernel.
+
+Byte accounting: ``bytes_in == bytes_accepted + bytes_discarded + pending_bytes`` at all times.
+Frame accounting: ``frames_received == frames_delivered + sum(frames_rejected.values())
++ frames_no_buffer + frames_in_progress``. See docs/protocol.md for the definitions.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from firmware_py.drivers import protocol as P
+from firmware_py.drivers.buffers import BufferPool, Frame
+
+_HUNT, _BODY = 0, 1
+# Room for the largest control message plus a header; the scan buffer never has to grow.
+_SCAN_MIN = P.HEADER_SIZE + P.MAX_CONTROL_PAYLOAD + P.TRAILER_SIZE
+
+
+@dataclass(frozen=True)
+class Message:
+    """A control message (everything but FRAME), decoded. ``value`` depends on ``type``:
+    HELLO -> (min, max) versions, CAPABILITIES -> ProbeInfo, TELEMETRY -> Telemetry,
+    COMMAND -> (request_id, command, value), ACK -> Ack, ERROR -> str; unknown types -> raw bytes."""
+
+    type: int
+    version: P.Version
+    value: Any
+
+
+_DECODERS = {
+    P.MsgType.HELLO: P.decode_hello,
+    P.MsgType.CAPABILITIES: P.decode_capabilities,
+    P.MsgType.TELEMETRY: P.decode_telemetry,
+    P.MsgType.COMMAND: P.decode_command,
+    P.MsgType.ACK: P.decode_ack,
+    P.MsgType.ERROR: P.decode_error,
+}
+
+
+class FrameParser:
+    def __init__(self, pool: BufferPool | None = None, *, max_payload: int = P.DEFAULT_MAX_PAYLOAD,
+                 version: P.Version | None = None, scan_size: int = 65536, clock=time.monotonic_ns):
+        if not 0 < max_payload <= P.MAX_PAYLOAD_LIMIT:
+            raise ValueError(f"max_payload={max_payload} must be in 1..{P.MAX_PAYLOAD_LIMIT}")
+        self.pool = pool if pool is not None else BufferPool(count=0, max_buffers=4)
+        self.max_payload = max_payload
+        # Negotiated version; frames are only decoded once it is known (after the handshake).
+        self.version = version
+        self._scan = bytearray(max(scan_size, 2 * _SCAN_MIN))
+        self._start = self._end = 0
+        self._state = _HUNT
+        self._target: bytearray | None = None
+        self._filled = self._total = 0
+        self._hdr_version: P.Version = (0, 0)
+        self._scratch = bytearray(0)
+        self._replay: deque[memoryview] = deque()
+        self._out: list = []
+        self._clock = clock
+        self._geom_key: bytes | None = None
+        self._geom = None
+        self.last_seq: int | None = None
+        self._rejected_since_good = 0
+        # counters
+        self.bytes_in = self.bytes_accepted = self.bytes_discarded = 0
+        self.header_errors = 0  # sync word found but header CRC wrong (noise or a corrupted header)
+        self.frames_received = self.frames_delivered = self.frames_no_buffer = 0
+        self.frames_rejected = {"crc": 0, "too_large": 0, "invalid": 0, "no_handshake": 0, "truncated": 0}
+        self.frames_lost_gap = self.seq_restarts = 0
+        self.control_received = self.control_rejected = self.control_unknown = 0
+        self.last_reject: str = ""
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, data) -> list:
+        """Copy ``data`` in; return the Frames and Messages completed by it, in stream order."""
+        mv = memoryview(data).cast("B")
+        out: list = []
+        pos = 0
+        while pos < len(mv):
+            buf = self.get_buffer()
+            n = min(len(buf), len(mv) - pos)
+            buf[:n] = mv[pos:pos + n]
+            pos += n
+            out.extend(self.buffer_updated(n))
+        return out
+
+    def get_buffer(self) -> memoryview:
+        """Writable memoryview where the next bytes from the wire should land (never empty)."""
+        if self._state == _BODY:
+            return memoryview(self._target)[self._filled:self._total]
+        if self._end == len(self._scan):
+            self._compact()
+        return memoryview(self._scan)[self._end:]
+
+    def buffer_updated(self, n: int) -> list:
+        """``n`` bytes were written at the start of the last get_buffer(); return completed messages."""
+        self.bytes_in += n
+        if self._state == _BODY:
+            self._filled += n
+            if self._filled == self._total:
+                self._finish_frame()
+        else:
+            self._end += n
+            self._hunt()
+        self._drain_replay()
+        out, self._out = self._out, []
+        return out
+
+    def reset(self) -> None:
+        """Forget a partial message (the link was lost). Its bytes count as discarded."""
+        if self._state == _BODY:
+            self.bytes_discarded += self._filled
+            self._reject("truncated", f"link lost {self._total - self._filled} bytes before the end of a frame")
+            self._release_target()
+            self._state = _HUNT
+        for mv in self._replay:
+            self.bytes_discarded += len(mv)
+        self._replay.clear()
+        self.bytes_discarded += self._end - self._start
+        self._start = self._end = 0
+
+    # ------------------------------------------------------------------ accounting
+
+    @property
+    def pending_bytes(self) -> int:
+        body = self._filled if self._state == _BODY else 0
+        return body + (self._end - self._start) + sum(len(m) for m in self._replay)
+
+    @property
+    def frames_in_progress(self) -> int:
+        return 1 if self._state == _BODY else 0
+
+    def stats(self) -> dict:
+        return {
+            "bytes_in": self.bytes_in, "bytes_accepted": self.bytes_accepted,
+            "bytes_discarded": self.bytes_discarded, "bytes_pending": self.pending_bytes,
+            "header_errors": self.header_errors,
+            "frames_received": self.frames_received, "frames_delivered": self.frames_delivered,
+            "frames_rejected": sum(self.frames_rejected.values()),
+            "frames_rejected_by_reason": dict(self.frames_rejected),
+            "frames_no_buffer": self.frames_no_buffer, "frames_in_progress": self.frames_in_progress,
+            "frames_lost_gap": self.frames_lost_gap, "seq_restarts": self.seq_restarts,
+            "control_received": self.control_received, "control_rejected": self.control_rejected,
+            "control_unknown": self.control_unknown, "last_reject": self.last_reject,
+        }
+
+    # ------------------------------------------------------------------ state machine
+
+    def _discard(self, n: int) -> None:
+        self.bytes_discarded += n
+        self._start += n
+
+    def _compact(self) -> None:
+        s, e = self._start, self._end
+        if s:
+            self._scan[:e - s] = self._scan[s:e]
+            self._start, self._end = 0, e - s
+
+    def _reject(self, reason: str, text: str) -> None:
+        self.frames_rejected[reason] += 1
+        self._rejected_since_good += 1
+        self.last_reject = text
+
+    def _hunt(self) -> None:
+        scan = self._scan
+        while self._state == _HUNT:
+            start, end = self._start, self._end
+            i = scan.find(P.SYNC, start, end)
+            if i < 0:
+                # keep a possible partial sync word at the end
+                keep = min(len(P.SYNC) - 1, end - start)
+                self._discard(end - keep - start)
+                break
+            if i > start:
+                self._discard(i - start)
+            if end - i < P.HEADER_SIZE:
+                break
+            hdr = P.check_header(scan, i)
+            if hdr is None:
+                self.header_errors += 1
+                self._discard(1)
+                continue
+            major, minor, mtype, _flags, length = hdr
+            total = P.HEADER_SIZE + length + P.TRAILER_SIZE
+            if mtype == P.MsgType.FRAME:
+                self.frames_received += 1
+                if length > self.max_payload:
+                    self._reject("too_large", f"frame of {length} bytes exceeds the maximum {self.max_payload}")
+                    self._discard(1)
+                    continue
+                target = self.pool.acquire(total)
+                if target is None:
+                    if len(self._scratch) < total:
+                        self._scratch = bytearray(total)
+                    target = self._scratch
+                n = min(total, end - i)
+                target[:n] = scan[i:i + n]
+                self._start = i + n
+                self._target, self._filled, self._total = target, n, total
+                self._hdr_version = (major, minor)
+                self._state = _BODY
+                if n == total:
+                    self._finish_frame()
+                continue
+            if length > P.MAX_CONTROL_PAYLOAD:
+                self.control_rejected += 1
+                self._discard(1)
+                continue
+            if end - i < total:
+                break
+            mv = memoryview(scan)
+            if P.crc32c(mv[i:i + total - 4]) != int.from_bytes(scan[i + total - 4:i + total], "little"):
+                self.control_rejected += 1
+                self._discard(1)
+                continue
+            self._control(mtype, (major, minor), bytes(mv[i + P.HEADER_SIZE:i + total - 4]))
+            self.bytes_accepted += total
+            self._start = i + total
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._scan) - self._end < _SCAN_MIN:
+            self._compact()
+
+    def _control(self, mtype: int, version: P.Version, payload: bytes) -> None:
+        decoder = _DECODERS.get(mtype)
+        if decoder is None:
+            self.control_unknown += 1  # a newer minor version's message: skipped, framing intact
+            return
+        try:
+            value = decoder(payload)
+        except (P.ProtocolError, UnicodeDecodeError) as exc:
+            self.control_rejected += 1
+            self.last_reject = f"bad {P.MsgType(mtype).name.lower()} message: {exc}"
+            return
+        self.control_received += 1
+        self._out.append(Message(mtype, version, value))
+
+    def _release_target(self) -> None:
+        if self._target is not None and self._target is not self._scratch:
+            self.pool.release(self._target)
+        self._target = None
+
+    def _finish_frame(self) -> None:
+        target, total = self._target, self._total
+        mv = memoryview(target)
+        self._state = _HUNT
+        if P.crc32c(mv[:total - 4]) != int.from_bytes(mv[total - 4:total], "little"):
+            # Corrupt or truncated (the next frame may start inside what we took as this body):
+            # drop the first byte and scan the rest again so no intact frame after it is lost.
+            self._reject("crc", f"frame CRC mismatch ({total} bytes)")
+            self.bytes_discarded += 1
+            # Replayed bytes precede whatever is still in the scan buffer and any earlier replay.
+            rest = bytes(mv[1:total]) + bytes(self._scan[self._start:self._end])
+            self._start = self._end = 0
+            self._replay.appendleft(memoryview(rest))
+            self._release_target()
+            return
+        self.bytes_accepted += total
+        payload = mv[P.HEADER_SIZE:total - 4]
+        if self.version is None:
+            self._reject("no_handshake", "frame before the version handshake")
+            self._release_target()
+            return
+        try:
+            seq, ts, geom, off = self._decode_sub(payload)
+        except P.ProtocolError as exc:
+            self._reject("invalid", f"invalid frame: {exc}")
+            self._release_target()
+            return
+        self._track_seq(seq)
+        if target is self._scratch:
+            self.frames_no_buffer += 1
+            self._target = None
+            return
+        self.frames_delivered += 1
+        self._out.append(Frame(seq, ts, geom, target, P.HEADER_SIZE + off, self.pool, self._clock()))
+        self._target = None
+
+    def _decode_sub(self, payload):
+        hv = self._hdr_version
+        if hv[0] != self.version[0] or hv > self.version:
+            raise P.ProtocolError(f"frame in protocol {P.fmt_version(hv)} on a link negotiated at "
+                                  f"{P.fmt_version(self.version)}")
+        if len(payload) < P.FRAME_SUB.size:
+            raise P.ProtocolError(f"frame payload of {len(payload)} bytes is shorter than its sub-header")
+        n_tgc = int.from_bytes(payload[14:16], "little")
+        off = P.frame_samples_offset(n_tgc)
+        key = bytes(payload[12:min(off, len(payload))])
+        if key == self._geom_key and len(payload) - off == self._geom.payload_bytes:
+            seq = int.from_bytes(payload[0:4], "little")
+            ts = int.from_bytes(payload[4:12], "little")
+            return seq, ts, self._geom, off
+        seq, ts, geom, off = P.decode_frame_subheader(payload, self.version)
+        self._geom_key, self._geom = key, geom
+        return seq, ts, geom, off
+
+    def _track_seq(self, seq: int) -> None:
+        last = self.last_seq
+        if last is not None:
+            d = (seq - last) & 0xFFFFFFFF
+            if d == 0 or d >= 1 << 31:
+                self.seq_restarts += 1  # the probe restarted or replayed: not a loss
+            else:
+                # missing numbers that did not even arrive as a rejected frame
+                self.frames_lost_gap += max(0, d - 1 - self._rejected_since_good)
+        self.last_seq = seq
+        self._rejected_since_good = 0
+
+    def _drain_replay(self) -> None:
+        while self._replay:
+            mv = self._replay[0]
+            buf = self.get_buffer()
+            n = min(len(buf), len(mv))
+            buf[:n] = mv[:n]
+            if n == len(mv):
+                self._replay.popleft()
+            else:
+                self._replay[0] = mv[n:]
+            # replayed bytes were already counted in bytes_in
+            if self._state == _BODY:
+                self._filled += n
+                if self._filled == self._total:
+                    self._finish_frame()
+            else:
+                self._end += n
+                self._hunt()
