@@ -167,3 +167,36 @@ def test_accelerator_hanging_past_the_deadline_continues_on_cpu(models, npu_lib,
         wait_for_backend(eng, "npu")
     finally:
         eng.close()
+
+
+def test_tier_without_a_build_for_the_loaded_accelerator_runs_its_cpu_twin(tmp_path, npu_lib):
+    s = make_model_set(str(tmp_path / "models"), [
+        {"name": "small", "cpu": "cls_int8.tflite", "rank": 0, "accel": {"npu": "cls_int8.tflite"}},
+        {"name": "large", "cpu": "cls_int8_b.tflite", "rank": 1}])
+    eng = Engine(s["dir"], public_key=s["public"], accelerator=loader(npu_lib))
+    try:
+        assert run_frame(eng).backend == "npu"
+        eng.request_tier("large", wait=True)
+        out = run_frame(eng)
+        assert out.backend == "cpu" and out.fallback == "tier large has no npu build; using CPU twin cls_int8_b.tflite"
+        assert eng.status()["accelerator_note"] == out.fallback
+    finally:
+        eng.close()
+
+
+def test_from_config_builds_the_external_delegate(models, npu_lib):
+    cfg = {
+        "models": {"manifest": os.path.join(models["dir"], "manifest.yaml"), "public_key": models["public"],
+                   "task": "classify", "start_tier": "auto", "memory_budget_mb": 16.0},
+        "accelerator": {"kind": "external", "edgetpu_device": "usb", "external_library": npu_lib,
+                        "external_options": {"hang_ms": 10}, "external_name": "npu", "cpu_threads": 2,
+                        "invoke_deadline_ms": 500.0, "reattach_initial_s": 1.0, "reattach_max_s": 5.0},
+    }
+    eng = Engine.from_config(cfg)
+    try:
+        out = run_frame(eng)
+        assert out.backend == "npu" and out.tier == "small"
+        assert eng.threads == 2 and eng.invoke_deadline_ms == 500.0 and eng.reattach_backoff_s == (1.0, 5.0)
+        assert eng.status()["accelerator"]["options"] == {"hang_ms": "10"}
+    finally:
+        eng.close()
