@@ -183,3 +183,28 @@ def test_dev_key_verifies_the_committed_model_set_when_present():
     # models/keys/dev-ed25519.pem` fixes it.
     manifest, _ = verify_model_set(root, os.path.join(root, "keys", "dev-ed25519.pub"))
     assert manifest.tiers
+
+
+def test_signed_update_whose_tiers_cannot_load_keeps_the_last_good_set(signed):
+    """Correctly signed, but the new build is a float model: refused at load, old set kept."""
+    eng = Engine(signed["dir"], public_key=signed["public"])
+    try:
+        good = eng.models.digest
+        path = os.path.join(signed["dir"], "manifest.yaml")
+        doc = yaml.safe_load(open(path))
+        shutil.copyfile(fixture("cls_float.tflite"), os.path.join(signed["dir"], "cls_int8.tflite"))
+        shutil.copyfile(fixture("cls_float.tflite"), os.path.join(signed["dir"], "cls_int8_b.tflite"))
+        import hashlib
+
+        data = open(os.path.join(signed["dir"], "cls_int8.tflite"), "rb").read()
+        for t in doc["tiers"]:
+            t["files"]["cpu"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+        yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
+        assert models_main(["sign", "--key", signed["private"], "--manifest", signed["dir"]]) == 0
+        assert eng.reload() is False
+        assert eng.models.digest == good
+        assert eng.events.recent[-1]["kind"] == "reload_failed"
+        eng.input_view()[...] = 0
+        assert eng.invoke().tier == "cls-small"
+    finally:
+        eng.close()

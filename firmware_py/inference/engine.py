@@ -447,7 +447,8 @@ class Engine:
         try:
             slot = self._load_start(name)
         except ModelError as e:
-            self.events.emit("reload_failed", str(e))
+            self.models.revert()  # a set whose tiers cannot load is not a good set
+            self.events.emit("reload_failed", f"{e} (keeping the last known good model set)")
             with self._lock:
                 for s in old:
                     self._resident[s.tier.name] = s

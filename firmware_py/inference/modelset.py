@@ -23,6 +23,7 @@ class ModelSet:
         self.manifest: Manifest | None = None
         self.digest: str | None = None  # sha256 of the manifest in use
         self.last_error: str | None = None
+        self._previous: tuple[Manifest | None, str | None] = (None, None)
 
     def load(self) -> bool:
         try:
@@ -41,10 +42,16 @@ class ModelSet:
             return self._refuse(e.kind, str(e), e)
         except ModelError as e:
             return self._refuse("manifest-invalid", str(e), e)
+        self._previous = (self.manifest, self.digest)
         self.manifest = manifest
         self.digest = hashlib.sha256(data).hexdigest()
         self.last_error = None
         return True
+
+    def revert(self) -> None:
+        """Go back to the set in use before the last successful load() (its tiers failed to load)."""
+        if self._previous[0] is not None:
+            self.manifest, self.digest = self._previous
 
     def _refuse(self, kind: str, message: str, err: ModelError) -> bool:
         self.last_error = message
