@@ -171,6 +171,7 @@ def test_swap_under_a_steady_frame_stream_loses_no_frame(engine):
         if i == 20:
             fut = engine.request_tier("cls-large")  # the power policy's thread in the daemon
         if i == 80:
+            fut.result(30)  # on a starved machine the load may still run; frames keep queueing meanwhile
             engine.request_tier("cls-small")  # resident already: swapped without a reload
         engine.input_view()[...] = frames[i]
         results.append((i, engine.invoke()))
@@ -186,6 +187,19 @@ def test_swap_under_a_steady_frame_stream_loses_no_frame(engine):
         ref = ref_large[i] if out.tier == "cls-large" else ref_small[i]
         assert out.label == LABELS[int(np.argmax(ref))]
     assert engine.status()["resident"] == ["cls-large", "cls-small"]
+
+
+def test_latest_request_wins_over_a_load_still_running(engine):
+    fut = engine.request_tier("cls-large")
+    engine.request_tier("cls-small")  # the policy changed its mind before the load finished
+    assert fut.result(10) == "cls-large"
+    engine.input_view()[...] = 0
+    assert engine.invoke().tier == "cls-small"
+    assert "cls-large" in engine.status()["resident"]  # kept warm: a later request swaps at once
+    f2 = engine.request_tier("cls-large")
+    assert f2.done()
+    engine.input_view()[...] = 0
+    assert engine.invoke().tier == "cls-large"
 
 
 def test_memory_budget_decides_how_many_tiers_stay_resident(models):

@@ -44,7 +44,8 @@ def _try(module_name: str) -> InterpreterBackend | None:
         return None
     top = importlib.import_module(module_name.split(".")[0])
     version = getattr(top, "__version__", "unknown")
-    return InterpreterBackend(module_name, version, mod.Interpreter, mod.load_delegate, mod.OpResolverType)
+    return InterpreterBackend(module_name, version, mod.Interpreter, mod.load_delegate,
+                             getattr(mod, "OpResolverType", None))
 
 
 def interpreter_backend(candidates: tuple[str, ...] = CANDIDATES) -> InterpreterBackend:

@@ -121,6 +121,7 @@ class Engine:
         self._lock = threading.Lock()
         self._resident: OrderedDict[str, TierSlot] = OrderedDict()
         self._pending: TierSlot | None = None
+        self._wanted: str | None = None
         self._loading: dict[str, Future] = {}
         self._bad: dict[str, str] = {}  # tier name -> why it was refused
         self._frame_rt: TierRuntime | None = None
@@ -347,9 +348,10 @@ class Engine:
     def request_tier(self, name: str, wait: bool = False, timeout: float | None = 60.0) -> Future:
         """Load and warm `name` in the background; it becomes active at the next input_view().
 
-        Returns a Future resolving to the tier name once it is ready to swap in, or to the
-        ModelError that refused it (the current tier stays active). wait=True blocks until then
-        and raises that ModelError.
+        Returns a Future resolving to the tier name once it is loaded and warm (it is swapped in
+        only if it is still the latest request; otherwise it stays resident within the memory
+        budget), or to the ModelError that refused it (the current tier stays active).
+        wait=True blocks until then and raises that ModelError.
         """
         fut = self._request(name)
         if wait:
@@ -360,6 +362,7 @@ class Engine:
         tier = self.manifest.tier(name)
         fut: Future = Future()
         with self._lock:
+            self._wanted = name  # the latest request wins over loads still running for older ones
             if self._active.tier.name == name:
                 self._pending = None
                 fut.set_result(name)
@@ -392,7 +395,13 @@ class Engine:
             self._loading.pop(tier.name, None)
             stale = self._resident.get(tier.name)
             self._resident[tier.name] = slot
-            self._pending = slot
+            evicted = []
+            if self._wanted == tier.name:
+                self._pending = slot
+            else:  # superseded while loading: stays resident (warm) if the budget allows
+                evicted = self._evict_over_budget()
+        for s in evicted:
+            s.close()
         if stale is not None and stale is not self._active:
             stale.close()
         fut.set_result(tier.name)
@@ -421,7 +430,7 @@ class Engine:
             if total <= self.memory_budget_bytes:
                 break
             s = self._resident[name]
-            if s is self._active:
+            if s is self._active or s is self._pending:
                 continue
             del self._resident[name]
             total -= s.memory_bytes
