@@ -99,7 +99,8 @@ class ProbeLink:
                  pool_max_buffers: int = 8, max_payload: int = P.DEFAULT_MAX_PAYLOAD,
                  version_min: P.Version = P.SUPPORTED_MIN, version_max: P.Version = P.SUPPORTED_MAX,
                  record_path: str | None = None, record_max_bytes: int = 256 * 1024 * 1024,
-                 list_ports=serial.tools.list_ports.comports, exclusive: bool = True):
+                 list_ports=serial.tools.list_ports.comports, exclusive: bool = True,
+                 stall_timeout: float = 0.25):
         if not url and not vid_pid:
             raise LinkError("no probe port: give a serial URL (e.g. /dev/serial/by-id/...) or a USB VID:PID")
         if vid_pid:
@@ -113,6 +114,7 @@ class ProbeLink:
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
         self.version_min, self.version_max = version_min, version_max
         self.max_payload = max_payload
+        self.stall_timeout = stall_timeout
         self.pool = BufferPool(count=pool_buffers, size=0, max_buffers=pool_max_buffers)
         self.parser = FrameParser(self.pool, max_payload=max_payload)
         self._list_ports = list_ports
@@ -343,23 +345,32 @@ class ProbeLink:
         reader, parser, sink = self._reader_obj, self.parser, self._sink
         rec = self.recorder
         stop = self._stop
+        idle_since = time.monotonic()
         while not stop.is_set():
             buf = parser.get_buffer()
             n = reader.readinto(buf)
             if not n:
+                # A frame cut short and then silence: reject it now and recover what followed it,
+                # instead of waiting for bytes that will never come.
+                if parser.frames_in_progress and time.monotonic() - idle_since >= self.stall_timeout:
+                    self._deliver(parser.abandon(), sink)
                 continue
+            idle_since = time.monotonic()
             if rec is not None:
                 rec.write(buf[:n])
-            for item in parser.buffer_updated(n):
-                if isinstance(item, Frame):
-                    try:
-                        sink(item)
-                    except Exception as exc:  # keep acquiring; the frame is lost, so say so
-                        self.sink_errors += 1
-                        item.release()
-                        self.last_error = f"frame sink failed: {exc!r}"
-                else:
-                    self._dispatch(item)
+            self._deliver(parser.buffer_updated(n), sink)
+
+    def _deliver(self, items: list, sink) -> None:
+        for item in items:
+            if isinstance(item, Frame):
+                try:
+                    sink(item)
+                except Exception as exc:  # keep acquiring; the frame is lost, so say so
+                    self.sink_errors += 1
+                    item.release()
+                    self.last_error = f"frame sink failed: {exc!r}"
+            else:
+                self._dispatch(item)
 
     def _dispatch(self, msg: Message) -> None:
         if msg.type == P.MsgType.TELEMETRY:

@@ -115,6 +115,25 @@ class FrameParser:
         out, self._out = self._out, []
         return out
 
+    def abandon(self) -> list:
+        """Give up on a frame whose body stopped arriving (the line went idle mid-frame).
+
+        Its header promised more bytes than came: it was truncated, and frames that followed it
+        may sit inside what was taken as its body. Count it as rejected ("truncated") and scan
+        its bytes again, returning whatever that recovers."""
+        if self._state != _BODY:
+            return []
+        self._reject("truncated", f"frame body stopped {self._total - self._filled} bytes short")
+        self.bytes_discarded += 1
+        rest = bytes(memoryview(self._target)[1:self._filled]) + bytes(self._scan[self._start:self._end])
+        self._start = self._end = 0
+        self._replay.appendleft(memoryview(rest))
+        self._release_target()
+        self._state = _HUNT
+        self._drain_replay()
+        out, self._out = self._out, []
+        return out
+
     def reset(self) -> None:
         """Forget a partial message (the link was lost). Its bytes count as discarded."""
         if self._state == _BODY:

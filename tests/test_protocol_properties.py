@@ -1,0 +1,108 @@
+"""Property tests: FrameParser on streams with random corruption (hypothesis)."""
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest_drivers import frame_bytes, random_samples, small_geometry
+from firmware_py.drivers import protocol as P
+from firmware_py.drivers.buffers import BufferPool, Frame
+from firmware_py.drivers.parser import FrameParser
+from firmware_py.geometry import ProbeKind
+
+V = P.SUPPORTED_MAX
+ACTIONS = ["ok", "ok", "ok", "bit_flip", "truncate", "drop", "garbage_before", "telemetry_before"]
+
+
+@st.composite
+def corrupted_streams(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n = draw(st.integers(1, 10))
+    pieces, originals, intact, actions = [], {}, set(), []
+    for seq in range(n):
+        g = small_geometry(draw(st.integers(1, 6)), draw(st.integers(2, 24)), draw(st.sampled_from([8, 16])),
+                           draw(st.sampled_from(list(ProbeKind))))
+        samples = random_samples(rng, g)
+        originals[seq] = (g, samples)
+        msg = bytearray(frame_bytes(seq, g, samples))
+        action = draw(st.sampled_from(ACTIONS))
+        actions.append(action)
+        if action == "bit_flip":
+            bit = draw(st.integers(0, len(msg) * 8 - 1))
+            msg[bit // 8] ^= 1 << (bit % 8)
+        elif action == "truncate":
+            msg = msg[:draw(st.integers(1, len(msg) - 1))]
+        elif action == "drop":
+            a = draw(st.integers(0, len(msg) - 1))
+            del msg[a:a + draw(st.integers(1, 8))]
+        elif action == "garbage_before":
+            # random bytes, sometimes starting with the sync word to exercise header rejection
+            garbage = draw(st.one_of(st.binary(min_size=1, max_size=64),
+                                     st.binary(max_size=40).map(lambda b: P.SYNC + b)))
+            pieces.append(garbage)
+        elif action == "telemetry_before":
+            pieces.append(P.encode_telemetry(P.Telemetry(seq, 50, 30.0)))
+        if action in ("ok", "garbage_before", "telemetry_before"):
+            intact.add(seq)
+        pieces.append(bytes(msg))
+    chunks = draw(st.lists(st.integers(1, 400), min_size=1, max_size=8))
+    return b"".join(pieces), originals, intact, chunks, actions
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(corrupted_streams(), st.booleans())
+def test_corrupted_stream_recovers_every_intact_frame_and_accounts_for_every_byte(case, via_readinto):
+    stream, originals, intact, chunks, _actions = case
+    pool = BufferPool(count=2, size=256, max_buffers=4)
+    p = FrameParser(pool, version=V)
+    out, pos, i = [], 0, 0
+    while pos < len(stream):
+        n = min(chunks[i % len(chunks)], len(stream) - pos)
+        i += 1
+        if via_readinto:
+            buf = p.get_buffer()
+            n = min(n, len(buf))
+            buf[:n] = stream[pos:pos + n]
+            got = p.buffer_updated(n)
+        else:
+            got = p.feed(stream[pos:pos + n])
+        pos += n
+        for item in got:
+            if isinstance(item, Frame):
+                g, s = originals[item.seq]
+                assert item.geometry == g
+                np.testing.assert_array_equal(item.samples, s)
+                out.append(item.seq)
+                item.release()  # keep the pool from running dry
+        # invariants hold after every chunk, not just at the end
+        assert p.bytes_in == p.bytes_accepted + p.bytes_discarded + p.pending_bytes
+    # the line goes quiet: a frame cut short is given up (as ProbeLink does after stall_timeout)
+    while p.frames_in_progress:
+        for item in p.abandon():
+            if isinstance(item, Frame):
+                out.append(item.seq)
+                item.release()
+
+    assert intact <= set(out), f"lost intact frames {sorted(intact - set(out))}"
+    assert out == sorted(out) and len(out) == len(set(out))
+    assert p.bytes_in == len(stream)
+    assert p.bytes_in == p.bytes_accepted + p.bytes_discarded + p.pending_bytes
+    assert p.pending_bytes < P.HEADER_SIZE + P.MAX_CONTROL_PAYLOAD + P.TRAILER_SIZE
+    assert p.frames_received == (p.frames_delivered + sum(p.frames_rejected.values())
+                                 + p.frames_no_buffer + p.frames_in_progress)
+    assert p.frames_delivered == len(out) and p.frames_no_buffer == 0
+    if out:
+        missing = (out[-1] - out[0] + 1) - len(out)
+        assert p.frames_lost_gap <= missing <= p.frames_lost_gap + sum(p.frames_rejected.values())
+    if intact == set(originals) and len(stream) == sum(
+            len(frame_bytes(s, *originals[s])) for s in originals):
+        assert p.bytes_discarded == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=3000), st.integers(1, 500))
+def test_pure_noise_never_crashes_and_is_all_discarded(noise, chunk):
+    p = FrameParser(version=V)
+    for i in range(0, len(noise), chunk):
+        assert p.feed(noise[i:i + chunk]) == []
+    assert p.frames_delivered == 0
+    assert p.bytes_in == p.bytes_discarded + p.pending_bytes
