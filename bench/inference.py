@@ -23,7 +23,6 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 
 import numpy as np
@@ -113,7 +112,6 @@ def bench_frames(engine, model_path, interp, delegate, threads, frames, blocks) 
         else:
             bare_ms += run_bare(frames)
             eng_ms += run_engine(frames)
-    del bare
     e, r = _stats(eng_ms), _stats(bare_ms)
     return {"latency_ms": e, "bare_invoke_ms": r,
             "overhead_vs_bare_invoke": round(e["mean"] / r["mean"], 4),

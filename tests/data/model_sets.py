@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 
+import numpy as np
 import yaml
 
 from firmware_py.inference.signing import sign_model_set, write_keypair
@@ -124,7 +125,7 @@ def fake_npu_invocations(lib: str) -> int:
     return int(handle.fake_npu_invocations())
 
 
-def reference_output(model: str, frame) -> "np.ndarray":
+def reference_output(model: str, frame) -> np.ndarray:
     """Raw output tensor of `model` on `frame`, via the plain set_tensor/invoke/get_tensor path."""
     from tflite_runtime.interpreter import Interpreter
 

@@ -1,0 +1,45 @@
+"""A resident tier: its CPU twin plus, when an accelerator is attached, its accelerator build."""
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from firmware_py.inference.manifest import Tier
+from firmware_py.inference.runtime import TierRuntime
+
+if TYPE_CHECKING:
+    from firmware_py.inference.watchdog import DeadlineInvoker
+
+
+def lower_thread_priority(niceness: int = 10) -> None:
+    """Linux applies setpriority(PRIO_PROCESS, tid) to one thread; elsewhere this is a no-op."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):
+        pass
+
+
+class TierSlot:
+    """A resident tier: its CPU twin, plus its accelerator build when one is attached."""
+
+    def __init__(self, tier: Tier, cpu: TierRuntime, accel: TierRuntime | None, accel_note: str | None):
+        self.tier = tier
+        self.cpu = cpu
+        self.accel = accel
+        self.accel_note = accel_note  # why the accelerator build is not used (None when it is)
+        self.invoker: DeadlineInvoker | None = None
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.cpu.memory_bytes + (self.accel.memory_bytes if self.accel else 0)
+
+    def current(self) -> TierRuntime:
+        return self.accel if self.accel is not None else self.cpu
+
+    def close(self) -> None:
+        if self.invoker is not None:
+            self.invoker.close()
+        for rt in (self.accel, self.cpu):
+            if rt is not None:
+                rt.close()
