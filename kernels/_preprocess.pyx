@@ -2,175 +2,316 @@
 """Private fused preprocessing kernel: TGC + log/display + bilinear scan conversion + int8 quantize.
 
 Assumes valid input (the public wrapper in preprocessor.py checks everything). One pass over the
-output pixels, row by row; per row two loops:
+output pixels, row by row (OpenMP over rows, ``nogil``); per output row:
 
-1. a scalar gather loop (gathers cannot vectorise on NEON/SSE2): for each output pixel read the
-   four source samples from the LUT's packed (line, sample) index, map each through the display
-   table (log compression or identity) and add the per-depth TGC gain, into four float rows;
-2. a branch-free loop the compiler vectorises: clip to [0, 255], bilinear blend with the LUT's
-   Q15 weights, normalise, round half-to-even and saturate to int8, store into the output.
+1. gather (scalar: NEON and SSE2 have no gather instruction): per pixel, the LUT's packed
+   (line, sample) index gives the upper-left source cell; its two sample pairs (8-bit: the bytes;
+   16-bit: the int16 log-table entries, display values in units of 1/q) and, with TGC, the gains
+   of its two depth samples go into row arrays as pairs (one store per pair: stores bound it);
+2. blend (vectorised): unpack the pairs, add TGC and clip to [0, 255 q] on integers, float
+   bilinear with the LUT's Q15 weights, normalise, round half-to-even (1.5 * 2**23 trick: SSE2
+   has no round instruction), saturate to int8, fill code outside the sector (bit mask, no
+   branch), store into the caller's buffer.
 
-The row buffers are the only scratch memory (4 x W floats per thread): no full frame is built.
+The row arrays (12 bytes per output pixel of one row, per thread) are the only scratch memory.
+
+The row loops are C in the verbatim block below rather than Cython: they need ``restrict``
+and no float compares (GCC does not if-convert those without -fno-trapping-math, and then the
+loop stays scalar). On x86-64 GCC builds them twice (AVX2 and baseline SSE2, chosen at load time
+through ``target_clones``, as OpenCV dispatches its own kernels); on aarch64 NEON is the baseline.
 """
 from cython.parallel cimport parallel, prange, threadid
-from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t
+from libc.stdint cimport int8_t, int16_t, int32_t, uint8_t, uint16_t
 from libc.stdlib cimport free, malloc
 
-# Adding then subtracting 1.5 * 2**23 rounds a float32 with |x| < 2**22 half-to-even in the default
-# rounding mode, in two vectorisable adds (SSE2 has no round instruction).
-cdef float ROUND_MAGIC = 12582912.0
-cdef float Q15 = 1.0 / 32768.0
-
-
-cdef inline void _gather_row_u16(
-    const uint16_t* src, const float* table, const float* gain, const int32_t* lut, int width,
-    int n_samples, int line_step, float fill, float* b00, float* b01, float* b10, float* b11,
-) noexcept nogil:
-    cdef int c, e, k
-    cdef const uint16_t* p
-    cdef float g0, g1
-    for c in range(width):
-        e = lut[c]
-        if e < 0:
-            b00[c] = fill; b01[c] = fill; b10[c] = fill; b11[c] = fill
-            continue
-        k = e & 0xFFFF
-        p = src + <Py_ssize_t>(e >> 16) * n_samples + k
-        g0 = gain[k]
-        g1 = gain[k + 1]
-        b00[c] = table[p[0]] + g0
-        b01[c] = table[p[1]] + g1
-        b10[c] = table[p[line_step]] + g0
-        b11[c] = table[p[line_step + 1]] + g1
-
-
-cdef inline void _gather_row_u8(
-    const uint8_t* src, const float* table, const float* gain, const int32_t* lut, int width,
-    int n_samples, int line_step, float fill, float* b00, float* b01, float* b10, float* b11,
-) noexcept nogil:
-    cdef int c, e, k
-    cdef const uint8_t* p
-    cdef float g0, g1
-    for c in range(width):
-        e = lut[c]
-        if e < 0:
-            b00[c] = fill; b01[c] = fill; b10[c] = fill; b11[c] = fill
-            continue
-        k = e & 0xFFFF
-        p = src + <Py_ssize_t>(e >> 16) * n_samples + k
-        g0 = gain[k]
-        g1 = gain[k + 1]
-        b00[c] = table[p[0]] + g0
-        b01[c] = table[p[1]] + g1
-        b10[c] = table[p[line_step]] + g0
-        b11[c] = table[p[line_step + 1]] + g1
-
-
-cdef inline float _clip255(float x) noexcept nogil:
-    x = x if x > 0.0 else 0.0
-    return x if x < 255.0 else 255.0
-
-
-cdef inline void _blend_quantize_row(
-    const float* b00, const float* b01, const float* b10, const float* b11,
-    const uint16_t* wl, const uint16_t* ws, int width, float a, float b, int8_t* out,
-) noexcept nogil:
-    cdef int c
-    cdef float d00, d01, d10, d11, tl, ts, top, bottom, x
-    for c in range(width):
-        d00 = _clip255(b00[c])
-        d01 = _clip255(b01[c])
-        d10 = _clip255(b10[c])
-        d11 = _clip255(b11[c])
-        ts = ws[c] * Q15
-        tl = wl[c] * Q15
-        top = d00 + ts * (d01 - d00)
-        bottom = d10 + ts * (d11 - d10)
-        x = (top + tl * (bottom - top)) * a + b
-        x = x if x > -128.0 else -128.0
-        x = x if x < 127.0 else 127.0
-        x = (x + ROUND_MAGIC) - ROUND_MAGIC
-        out[c] = <int8_t>x
-
-
-cdef void _rows(
-    const void* src, bint wide, const float* table, const float* gain, const int32_t* lut,
-    const uint16_t* wl, const uint16_t* ws, int r0, int r1, int width, int n_samples,
-    int line_step, float fill, float a, float b, int8_t* out, float* buf,
-) noexcept nogil:
-    cdef int r
-    cdef Py_ssize_t o
-    cdef float* b00 = buf
-    cdef float* b01 = buf + width
-    cdef float* b10 = buf + 2 * width
-    cdef float* b11 = buf + 3 * width
-    for r in range(r0, r1):
-        o = <Py_ssize_t>r * width
-        if wide:
-            _gather_row_u16(<const uint16_t*>src, table, gain, lut + o, width, n_samples,
-                            line_step, fill, b00, b01, b10, b11)
-        else:
-            _gather_row_u8(<const uint8_t*>src, table, gain, lut + o, width, n_samples,
-                           line_step, fill, b00, b01, b10, b11)
-        _blend_quantize_row(b00, b01, b10, b11, wl + o, ws + o, width, a, b, out + o)
-
-
-def fused_preprocess(
-    samples, const float[::1] table, const float[::1] gain, const int32_t[::1] lut,
-    const uint16_t[::1] wl, const uint16_t[::1] ws, int height, int width, int line_step,
-    float fill, float a, float b, int8_t[::1] out, int threads,
-):
-    """out[p] = sat8(rint(bilinear(clip(table[s] + gain[k], 0, 255)) * a + b)) for every pixel p.
-
-    samples: 2-D C-contiguous uint8 or uint16; lut/wl/ws/out: height*width elements.
+cdef extern from *:
     """
-    cdef const uint8_t[:, ::1] s8
-    cdef const uint16_t[:, ::1] s16
-    cdef const void* src
-    cdef bint wide = samples.dtype.itemsize == 2
-    cdef int n_samples = samples.shape[1]
-    cdef int r, n_threads = threads if threads > 0 else 1
-    cdef float* buf
-    if wide:
-        s16 = samples
-        src = &s16[0, 0]
-    else:
-        s8 = samples
-        src = &s8[0, 0]
-    if height < 2:
-        n_threads = 1
-    # One scratch block for all threads, allocated here so a failure raises instead of
-    # silently skipping rows inside the parallel region.
-    buf = <float*>malloc(n_threads * 4 * width * sizeof(float))
-    if buf == NULL:
-        raise MemoryError("no memory for the preprocessing row buffers")
-    try:
-        if n_threads == 1:
-            with nogil:
-                _rows(src, wide, &table[0], &gain[0], &lut[0], &wl[0], &ws[0], 0, height, width,
-                      n_samples, line_step, fill, a, b, &out[0], buf)
+    #include <stdint.h>
+    #include <string.h>
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define FWPY_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define FWPY_CLONES
+    #endif
+
+    typedef struct {
+        const void *src;          /* (n_lines, n_samples) uint8 or uint16, C-contiguous */
+        int wide;                 /* 1: uint16 samples through table */
+        const int16_t *table;     /* uint16 amplitude -> display in units of 1/q (16-bit only) */
+        const int16_t *gain;      /* TGC per depth sample in units of 1/q, or NULL */
+        const int32_t *lut;       /* (line << 16) | sample of the upper-left cell; < 0 outside */
+        const uint16_t *wl, *ws;  /* Q15 weights of the next line / next sample; ws 0xFFFF outside */
+        long width, n_samples, line_step;
+        int q;                    /* display values are in units of 1/q */
+        float a, b;               /* code = rint(display * a + b) */
+        int fill_code;
+        int8_t *out;
+    } fwpy_job;
+
+    static inline int fwpy_clampi(int x, int lo, int hi) {
+        x = x > lo ? x : lo;
+        return x < hi ? x : hi;
+    }
+
+    /* Two adjacent 16-bit (or two 8-bit) values as one load; first element in the low half. */
+    static inline uint32_t fwpy_pair16(const int16_t *p) {
+    #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint32_t v; memcpy(&v, p, 4); return v;
+    #else
+        return (uint16_t)p[0] | ((uint32_t)(uint16_t)p[1] << 16);
+    #endif
+    }
+    static inline uint16_t fwpy_pair8(const uint8_t *p) {
+    #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint16_t v; memcpy(&v, p, 2); return v;
+    #else
+        return (uint16_t)(p[0] | (p[1] << 8));
+    #endif
+    }
+    static inline int fwpy_lo16(uint32_t v) { return (int16_t)(v & 0xFFFF); }
+    static inline int fwpy_hi16(uint32_t v) { return (int16_t)(v >> 16); }
+
+    /* Gathers store pairs (cells k0 and k0+1 of one line) so a pixel costs 2-3 stores, not 4-6:
+       stores, not loads, bound this loop. */
+    static inline void fwpy_gather8(const fwpy_job *j, const int32_t *restrict lut, long w,
+                                    uint16_t *restrict top, uint16_t *restrict bot,
+                                    uint32_t *restrict gp) {
+        const long ns = j->n_samples, step = j->line_step;
+        const uint8_t *src = (const uint8_t *)j->src;
+        const int16_t *gain = j->gain;
+        for (long c = 0; c < w; c++) {
+            const int32_t e = lut[c];
+            if (e < 0) { top[c] = bot[c] = 0; if (gain) gp[c] = 0; continue; }
+            const long k = e & 0xFFFF;
+            const uint8_t *p = src + (long)(e >> 16) * ns + k;
+            top[c] = fwpy_pair8(p);
+            bot[c] = fwpy_pair8(p + step);
+            if (gain) gp[c] = fwpy_pair16(gain + k);
+        }
+    }
+
+    static inline void fwpy_gather16(const fwpy_job *j, const int32_t *restrict lut, long w,
+                                     uint32_t *restrict top, uint32_t *restrict bot,
+                                     uint32_t *restrict gp) {
+        const long ns = j->n_samples, step = j->line_step;
+        const uint16_t *src = (const uint16_t *)j->src;
+        const int16_t *t = j->table, *gain = j->gain;
+        for (long c = 0; c < w; c++) {
+            const int32_t e = lut[c];
+            if (e < 0) { top[c] = bot[c] = 0; if (gain) gp[c] = 0; continue; }
+            const long k = e & 0xFFFF;
+            const uint16_t *p = src + (long)(e >> 16) * ns + k;
+            top[c] = (uint16_t)t[p[0]] | ((uint32_t)(uint16_t)t[p[1]] << 16);
+            bot[c] = (uint16_t)t[p[step]] | ((uint32_t)(uint16_t)t[p[step + 1]] << 16);
+            if (gain) gp[c] = fwpy_pair16(gain + k);
+        }
+    }
+
+    /* Bilinear blend of display values (units of 1/q folded into ua), quantize, fill outside. */
+    static inline int8_t fwpy_code(float d00, float d01, float d10, float d11, int wsc, int wlc,
+                                   float ua, float b, int fill) {
+        const float q15 = 1.0f / 32768.0f, magic = 12582912.0f;
+        const float ts = wsc * q15, tl = wlc * q15;
+        const float top = d00 + ts * (d01 - d00), bottom = d10 + ts * (d11 - d10);
+        const float x = ((top + tl * (bottom - top)) * ua + b + magic) - magic;
+        const int code = fwpy_clampi((int)x, -128, 127);
+        const int outside = -(wsc == 0xFFFF);
+        return (int8_t)((code & ~outside) | (fill & outside));
+    }
+
+    /* 8-bit without TGC: the bytes are display values, no clipping needed. */
+    static inline void fwpy_blend8(long w, float a, float b, int fill,
+                                   const uint16_t *restrict top, const uint16_t *restrict bot,
+                                   const uint16_t *restrict wl, const uint16_t *restrict ws,
+                                   int8_t *restrict out) {
+        for (long c = 0; c < w; c++) {
+    #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            const int t0 = top[c] & 0xFF, t1 = top[c] >> 8, b0 = bot[c] & 0xFF, b1 = bot[c] >> 8;
+    #else
+            const int t0 = top[c] >> 8, t1 = top[c] & 0xFF, b0 = bot[c] >> 8, b1 = bot[c] & 0xFF;
+    #endif
+            out[c] = fwpy_code(t0, t1, b0, b1, ws[c], wl[c], a, b, fill);
+        }
+    }
+
+    /* 8-bit with TGC: byte * q + gain clipped to [0, 255 q]. */
+    static inline void fwpy_blend8_tgc(long w, int q, float a, float b, int fill,
+                                       const uint16_t *restrict top, const uint16_t *restrict bot,
+                                       const uint32_t *restrict gp, const uint16_t *restrict wl,
+                                       const uint16_t *restrict ws, int8_t *restrict out) {
+        const int hi = 255 * q;
+        const float ua = a / (float)q;
+        for (long c = 0; c < w; c++) {
+    #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            const int t0 = top[c] & 0xFF, t1 = top[c] >> 8, b0 = bot[c] & 0xFF, b1 = bot[c] >> 8;
+    #else
+            const int t0 = top[c] >> 8, t1 = top[c] & 0xFF, b0 = bot[c] >> 8, b1 = bot[c] & 0xFF;
+    #endif
+            const int g0 = fwpy_lo16(gp[c]), g1 = fwpy_hi16(gp[c]);
+            out[c] = fwpy_code(fwpy_clampi(t0 * q + g0, 0, hi), fwpy_clampi(t1 * q + g1, 0, hi),
+                               fwpy_clampi(b0 * q + g0, 0, hi), fwpy_clampi(b1 * q + g1, 0, hi),
+                               ws[c], wl[c], ua, b, fill);
+        }
+    }
+
+    /* 16-bit: int16 table values (+ gain) clipped to [0, 255 q]. */
+    static inline void fwpy_blend16(long w, int q, float a, float b, int fill,
+                                    const uint32_t *restrict top, const uint32_t *restrict bot,
+                                    const uint32_t *restrict gp, const uint16_t *restrict wl,
+                                    const uint16_t *restrict ws, int8_t *restrict out) {
+        const int hi = 255 * q;
+        const float ua = a / (float)q;
+        if (gp) {
+            for (long c = 0; c < w; c++) {
+                const int g0 = fwpy_lo16(gp[c]), g1 = fwpy_hi16(gp[c]);
+                out[c] = fwpy_code(fwpy_clampi(fwpy_lo16(top[c]) + g0, 0, hi),
+                                   fwpy_clampi(fwpy_hi16(top[c]) + g1, 0, hi),
+                                   fwpy_clampi(fwpy_lo16(bot[c]) + g0, 0, hi),
+                                   fwpy_clampi(fwpy_hi16(bot[c]) + g1, 0, hi),
+                                   ws[c], wl[c], ua, b, fill);
+            }
+        } else {
+            for (long c = 0; c < w; c++) {
+                out[c] = fwpy_code(fwpy_clampi(fwpy_lo16(top[c]), 0, hi),
+                                   fwpy_clampi(fwpy_hi16(top[c]), 0, hi),
+                                   fwpy_clampi(fwpy_lo16(bot[c]), 0, hi),
+                                   fwpy_clampi(fwpy_hi16(bot[c]), 0, hi),
+                                   ws[c], wl[c], ua, b, fill);
+            }
+        }
+    }
+
+    FWPY_CLONES static void fwpy_rows(const fwpy_job *j, int r0, int r1, char *buf) {
+        const long w = j->width;
+        uint32_t *top = (uint32_t *)buf, *bot = top + w, *gp = j->gain ? bot + w : NULL;
+        for (int r = r0; r < r1; r++) {
+            const long o = (long)r * w;
+            if (j->wide) {
+                fwpy_gather16(j, j->lut + o, w, top, bot, gp);
+                fwpy_blend16(w, j->q, j->a, j->b, j->fill_code, top, bot, gp, j->wl + o, j->ws + o,
+                             j->out + o);
+            } else {
+                uint16_t *top8 = (uint16_t *)top, *bot8 = (uint16_t *)bot;
+                fwpy_gather8(j, j->lut + o, w, top8, bot8, gp);
+                if (gp)
+                    fwpy_blend8_tgc(w, j->q, j->a, j->b, j->fill_code, top8, bot8, gp, j->wl + o,
+                                    j->ws + o, j->out + o);
+                else
+                    fwpy_blend8(w, j->a, j->b, j->fill_code, top8, bot8, j->wl + o, j->ws + o,
+                                j->out + o);
+            }
+        }
+    }
+    """
+    ctypedef struct fwpy_job:
+        const void* src
+        int wide
+        const int16_t* table
+        const int16_t* gain
+        const int32_t* lut
+        const uint16_t* wl
+        const uint16_t* ws
+        long width
+        long n_samples
+        long line_step
+        int q
+        float a
+        float b
+        int fill_code
+        int8_t* out
+
+    void fwpy_rows(const fwpy_job* j, int r0, int r1, char* buf) nogil
+
+
+cdef class FusedPlan:
+    """Everything fixed per (geometry, grid, quantization): run() only binds the frame and output.
+
+    Holding the LUT as typed memoryviews here keeps the per-frame call to two buffer
+    acquisitions (the frame and the output) instead of seven.
+    """
+    cdef const int16_t[::1] table
+    cdef const int16_t[::1] gain
+    cdef const int32_t[::1] lut
+    cdef const uint16_t[::1] wl
+    cdef const uint16_t[::1] ws
+    cdef fwpy_job job
+    cdef int height
+    cdef int threads
+    cdef char* buf
+
+    def __cinit__(self, const int16_t[::1] table, gain, const int32_t[::1] lut,
+                  const uint16_t[::1] wl, const uint16_t[::1] ws, int height, int width,
+                  int n_samples, int line_step, int q, float a, float b, int fill_code, int threads):
+        """table: uint16 -> int16 display in units of 1/q (16-bit frames); gain: None or int16
+        (n_samples,) TGC in units of 1/q; lut/wl/ws: height*width (ws 0xFFFF = outside);
+        code = sat8(rint(bilinear(clip(cell + gain, 0, 255 q)) / q * a + b)), fill_code outside."""
+        self.table = table
+        self.lut = lut
+        self.wl = wl
+        self.ws = ws
+        self.job.gain = NULL
+        if gain is not None:
+            self.gain = gain
+            self.job.gain = &self.gain[0]
+        self.job.table = &self.table[0]
+        self.job.lut = &self.lut[0]
+        self.job.wl = &self.wl[0]
+        self.job.ws = &self.ws[0]
+        self.job.width = width
+        self.job.n_samples = n_samples
+        self.job.line_step = line_step
+        self.job.q = q
+        self.job.a = a
+        self.job.b = b
+        self.job.fill_code = fill_code
+        self.height = height
+        self.threads = threads if threads > 0 and height >= threads else 1
+        # Row scratch for every thread, allocated once: a failure raises here, never silently
+        # inside the parallel region.
+        self.buf = <char*>malloc(self.threads * 12 * width + 64)
+        if self.buf == NULL:
+            raise MemoryError("no memory for the preprocessing row buffers")
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    def run(self, samples, int8_t[::1] out):
+        """samples: (n_lines, n_samples) C-contiguous uint8 or uint16; out: height*width int8."""
+        cdef const uint8_t[:, ::1] s8
+        cdef const uint16_t[:, ::1] s16
+        cdef fwpy_job job = self.job
+        cdef int r, n = self.threads, h = self.height
+        cdef long w = job.width
+        if samples.dtype.itemsize == 2:
+            s16 = samples
+            job.src = &s16[0, 0]
+            job.wide = 1
         else:
-            with nogil, parallel(num_threads=n_threads):
-                for r in prange(height, schedule="static"):
-                    _rows(src, wide, &table[0], &gain[0], &lut[0], &wl[0], &ws[0], r, r + 1,
-                          width, n_samples, line_step, fill, a, b, &out[0],
-                          buf + threadid() * 4 * width)
-    finally:
-        free(buf)
+            s8 = samples
+            job.src = &s8[0, 0]
+            job.wide = 0
+        job.out = &out[0]
+        if n == 1:
+            with nogil:
+                fwpy_rows(&job, 0, h, self.buf)
+        else:
+            with nogil, parallel(num_threads=n):
+                for r in prange(n, schedule="static", chunksize=1):  # one row block per thread
+                    fwpy_rows(&job, (h * r) // n, (h * (r + 1)) // n, self.buf + threadid() * 12 * w)
 
 
-def median3x3_int8(const int8_t[::1] src, const int32_t[::1] lut, int height, int width,
+def median3x3_int8(const int8_t[::1] src, const uint16_t[::1] ws, int height, int width,
                    int8_t fill_code, int8_t[::1] out, int threads):
-    """3x3 median (border replicated) of src into out; pixels whose LUT entry is < 0 get fill_code."""
+    """3x3 median (border replicated) of src into out; outside-sector pixels get fill_code."""
     cdef int r, n_threads = threads if threads > 0 else 1
     if n_threads == 1 or height < 2:
         with nogil:
             for r in range(height):
-                _median_row(&src[0], &lut[0], height, width, r, fill_code, &out[0])
+                _median_row(&src[0], &ws[0], height, width, r, fill_code, &out[0])
         return
     with nogil:
         for r in prange(height, schedule="static", num_threads=n_threads):
-            _median_row(&src[0], &lut[0], height, width, r, fill_code, &out[0])
+            _median_row(&src[0], &ws[0], height, width, r, fill_code, &out[0])
 
 
 cdef inline void _sort2(int8_t* a, int8_t* b) noexcept nogil:
@@ -193,13 +334,13 @@ cdef inline int8_t _median9(int8_t p0, int8_t p1, int8_t p2, int8_t p3, int8_t p
     return p4
 
 
-cdef void _median_row(const int8_t* src, const int32_t* lut, int height, int width, int r,
+cdef void _median_row(const int8_t* src, const uint16_t* ws, int height, int width, int r,
                       int8_t fill_code, int8_t* out) noexcept nogil:
     cdef const int8_t* up = src + <Py_ssize_t>(r - 1 if r > 0 else 0) * width
     cdef const int8_t* mid = src + <Py_ssize_t>r * width
     cdef const int8_t* dn = src + <Py_ssize_t>(r + 1 if r + 1 < height else height - 1) * width
     cdef int8_t* o = out + <Py_ssize_t>r * width
-    cdef const int32_t* inside = lut + <Py_ssize_t>r * width
+    cdef const uint16_t* w = ws + <Py_ssize_t>r * width
     cdef int c, cl, cr
     if width < 3:
         for c in range(width):
@@ -214,5 +355,4 @@ cdef void _median_row(const int8_t* src, const int32_t* lut, int height, int wid
         c = width - 1
         o[c] = _median9(up[c - 1], up[c], up[c], mid[c - 1], mid[c], mid[c], dn[c - 1], dn[c], dn[c])
     for c in range(width):
-        if inside[c] < 0:
-            o[c] = fill_code
+        o[c] = fill_code if w[c] == 0xFFFF else o[c]

@@ -18,19 +18,40 @@ from firmware_py.kernels.scan_lut import ScanLUT, build_scan_lut
 _MAX_GRID = 4096
 
 
-def _display_table(bits: int, dynamic_range_db: float) -> np.ndarray:
-    """Per-code display value before TGC and clipping (float32; 256 or 65536 entries)."""
-    if bits == 8:
-        return np.arange(256, dtype=np.float32)
+def _log_table(dynamic_range_db: float, q: int) -> np.ndarray:
+    """uint16 amplitude -> display value before TGC and clipping, int16 in units of 1/q.
+
+    Entries far below 0 are clamped at ``-32768``; the caller picks ``q`` so that the largest
+    positive TGC gain cannot lift a clamped entry above 0, which keeps the clamp exact.
+    """
     a = np.maximum(np.arange(65536, dtype=np.float64), 1.0)
-    db = 20.0 * np.log10(a / 65535.0)
-    return (255.0 * (db + dynamic_range_db) / dynamic_range_db).astype(np.float32)
+    display = 255.0 * (20.0 * np.log10(a / 65535.0) + dynamic_range_db) / dynamic_range_db
+    return np.clip(np.rint(display * q), -32768, 32767).astype(np.int16)
 
 
-def _gain_table(geometry: Geometry, dynamic_range_db: float) -> np.ndarray:
+def _table_unit(max_abs_gain_display: float) -> int:
+    """Largest power-of-two q <= 64 with (max |gain| + 1) * q <= 32767 (display steps of 1/q).
+
+    The int16 per-pixel gains then fit, and a log-table entry clamped at -32768 stays <= 0 after
+    any gain, so the clamp never changes a clipped display value.
+    """
+    q = 64
+    while q > 1 and (max_abs_gain_display + 1.0) * q > 32767:
+        q //= 2
+    return q
+
+
+def _sample_gains(geometry: Geometry, dynamic_range_db: float):
+    """TGC of every depth sample in display units (float64), or None when there is no TGC."""
     from firmware_py.kernels.reference import tgc_db_per_sample
 
-    return (tgc_db_per_sample(geometry) * 255.0 / dynamic_range_db).astype(np.float32)
+    if not geometry.tgc_db or not any(geometry.tgc_db):
+        return None
+    return tgc_db_per_sample(geometry) * 255.0 / dynamic_range_db
+
+
+_NO_TABLE = np.zeros(1, np.int16)
+_U8, _U16, _I8 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int8)
 
 
 def _positive_int(name: str, value, upper: int) -> int:
@@ -82,10 +103,15 @@ class Preprocessor:
         # Display value d maps to the code rint(d * a + b), saturated to int8.
         self._a = np.float32(1.0 / (255.0 * self.std * self.scale))
         self._b = np.float32(-self.mean / (self.std * self.scale) + self.zero_point)
-        self._tables = {}
+        self._fill_code = self.fill_code
+        self._tables: dict[int, np.ndarray] = {}  # q -> 16-bit log table (depends on DR and q only)
         self._lut: ScanLUT | None = None
         self._gain: np.ndarray | None = None
+        self._table = _NO_TABLE
+        self._q = 1
         self._scratch = np.empty(self.out_h * self.out_w, np.int8) if self.speckle_filter else None
+        h, w = self.out_h, self.out_w
+        self._out_shapes = ((h, w), (1, h, w, 1), (1, h, w))
         self.lut_builds = 0  # how many times the LUT was (re)built: once per geometry change
 
     @property
@@ -97,25 +123,33 @@ class Preprocessor:
     def lut_for(self, geometry: Geometry) -> ScanLUT:
         """The cached LUT for this geometry; rebuilt only when the geometry differs from the last."""
         if self._lut is None or self._lut.geometry != geometry:
-            self._lut = build_scan_lut(geometry, self.out_h, self.out_w)
-            self._gain = _gain_table(geometry, self.dynamic_range_db)
+            lut = build_scan_lut(geometry, self.out_h, self.out_w)
+            gains = _sample_gains(geometry, self.dynamic_range_db)
+            q = _table_unit(0.0 if gains is None else float(np.abs(gains).max(initial=0.0)))
+            self._gain = None if gains is None else np.rint(gains * q).astype(np.int16)
+            if geometry.bits == 16:
+                if q not in self._tables:
+                    self._tables[q] = _log_table(self.dynamic_range_db, q)
+                self._table = self._tables[q]
+            else:
+                self._table = _NO_TABLE
+            self._q = q
+            self._lut = lut
+            self._plan = _preprocess.FusedPlan(
+                self._table, self._gain, lut.src, lut.wl, lut.ws, self.out_h, self.out_w,
+                geometry.n_samples, lut.line_step, q, self._a, self._b, self._fill_code, self.threads,
+            )
             self.lut_builds += 1
         return self._lut
-
-    def _table(self, bits: int) -> np.ndarray:
-        t = self._tables.get(bits)
-        if t is None:
-            t = self._tables[bits] = _display_table(bits, self.dynamic_range_db)
-        return t
 
     def _check(self, samples, geometry, out) -> np.ndarray:
         if not isinstance(geometry, Geometry):
             raise TypeError(f"geometry is {type(geometry).__name__}: pass a firmware_py.geometry.Geometry")
         if not isinstance(samples, np.ndarray):
             raise TypeError(f"samples is {type(samples).__name__}: pass a numpy array (n_lines, n_samples)")
-        want = np.uint8 if geometry.bits == 8 else np.uint16
+        want = _U8 if geometry.bits == 8 else _U16
         if samples.dtype != want:
-            raise TypeError(f"samples dtype {samples.dtype} does not match bits={geometry.bits}: pass {np.dtype(want)}")
+            raise TypeError(f"samples dtype {samples.dtype} does not match bits={geometry.bits}: pass {want}")
         if samples.shape != (geometry.n_lines, geometry.n_samples):
             raise ValueError(
                 f"samples shape {samples.shape} != geometry (n_lines, n_samples) = "
@@ -125,26 +159,26 @@ class Preprocessor:
             raise ValueError("samples is not C-contiguous: pass np.ascontiguousarray(samples)")
         if not isinstance(out, np.ndarray):
             raise TypeError(f"out is {type(out).__name__}: pass an int8 numpy array (e.g. the input tensor view)")
-        if out.dtype != np.int8:
+        if out.dtype != _I8:
             raise TypeError(f"out dtype {out.dtype}: pass an int8 buffer (the model's int8 input tensor)")
         h, w = self.out_h, self.out_w
-        if out.shape not in ((h, w), (1, h, w, 1), (1, h, w)):
+        if out.shape not in self._out_shapes:
             raise ValueError(f"out shape {out.shape}: pass ({h}, {w}), (1, {h}, {w}) or (1, {h}, {w}, 1)")
-        if not out.flags.c_contiguous or not out.flags.writeable:
+        flags = out.flags
+        if not flags.c_contiguous or not flags.writeable:
             raise ValueError("out must be a writeable C-contiguous int8 buffer: pass the tensor view itself")
         return out.reshape(-1)
 
     def run(self, samples: np.ndarray, geometry: Geometry, out: np.ndarray) -> np.ndarray:
         """Preprocess one frame into ``out`` (written in place, also returned)."""
         flat = self._check(samples, geometry, out)
-        lut = self.lut_for(geometry)
+        lut = self._lut
+        if lut is None or (lut.geometry is not geometry and lut.geometry != geometry):
+            lut = self.lut_for(geometry)
         target = self._scratch if self.speckle_filter else flat
-        _preprocess.fused_preprocess(
-            samples, self._table(geometry.bits), self._gain, lut.src, lut.wl, lut.ws,
-            self.out_h, self.out_w, lut.line_step, self.fill, self._a, self._b, target, self.threads,
-        )
+        self._plan.run(samples, target)
         if self.speckle_filter:
-            _preprocess.median3x3_int8(target, lut.src, self.out_h, self.out_w, self.fill_code, flat, self.threads)
+            _preprocess.median3x3_int8(target, lut.ws, self.out_h, self.out_w, self.fill_code, flat, self.threads)
         return out
 
     def run_frame(self, frame, out: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ Layout (struct of arrays, one entry per output pixel in raster order, 8 bytes pe
 * ``src``  int32  ``(line << 16) | sample`` of the upper-left source neighbour (line in the high
   bits, 0..4094; sample in the low 16 bits, 0..65534), or ``-1`` for a pixel outside the sector;
 * ``wl``   uint16 weight of the next line, Q15 (0..32768 = 0..1);
-* ``ws``   uint16 weight of the next depth sample, Q15.
+* ``ws``   uint16 weight of the next depth sample, Q15; ``0xFFFF`` marks an outside pixel so the
+  vectorised blend loop, which reads ``ws`` anyway, can select the fill without reading ``src``.
 
 The float64 positions come from ``reference.source_coordinates`` (the contract's one definition);
 this module only rounds them to the fixed-point format the kernel reads.
@@ -20,6 +21,7 @@ from firmware_py.geometry import Geometry
 from firmware_py.kernels import reference
 
 Q15_ONE = 32768
+OUTSIDE = 0xFFFF
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,6 @@ def build_scan_lut(geometry: Geometry, out_h: int, out_w: int) -> ScanLUT:
     k0, ws = _lower_and_weight(v, geometry.n_samples)
     src = np.where(inside, (i0 << 16) | k0, -1).astype(np.int32).ravel()
     wl = np.where(inside, wl, 0).astype(np.uint16).ravel()
-    ws = np.where(inside, ws, 0).astype(np.uint16).ravel()
+    ws = np.where(inside, ws, OUTSIDE).astype(np.uint16).ravel()
     step = geometry.n_samples if geometry.n_lines > 1 else 0
     return ScanLUT(geometry, out_h, out_w, src, wl, ws, step)
