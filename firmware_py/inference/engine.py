@@ -93,6 +93,7 @@ class Engine(AcceleratorFailover):
         self._loading: dict[str, Future] = {}
         self._bad: dict[str, str] = {}  # tier name -> why it was refused
         self._frame_rt: TierRuntime | None = None
+        self._frame_open = False
         self._reattach: threading.Thread | None = None
         self._closed = False
         self._closing = threading.Event()
@@ -184,16 +185,29 @@ class Engine(AcceleratorFailover):
 
         Do not keep the view across invoke(): the TFLite API refuses to run while it is referenced.
         """
-        if self._pending is not None:
-            self._swap_in_pending()
-        self._frame_rt = rt = self._active.current()
+        with self._lock:  # no swap while a frame is open (from here to the end of invoke())
+            self._frame_open = True
+            self._frame_rt = rt = self._active.current()
         return rt.input_view()
 
     def invoke(self) -> InferenceOutput:
-        """Run the frame written through input_view(); returns the decoded output."""
+        """Run the frame written through input_view(); returns the decoded output.
+
+        A tier that finished loading is swapped in after this frame, so `active_tier` read before
+        the next input_view() names the tier that frame will run on.
+        """
+        try:
+            return self._run_frame()
+        finally:
+            with self._lock:
+                self._frame_open = False
+                self._frame_rt = None
+            if self._pending is not None:
+                self._swap_in_pending()
+
+    def _run_frame(self) -> InferenceOutput:
         slot = self._active
         rt = self._frame_rt if self._frame_rt is not None else slot.current()
-        self._frame_rt = None
         fallback = None
         t0 = time.perf_counter()
         if rt is slot.accel:
@@ -220,16 +234,18 @@ class Engine(AcceleratorFailover):
 
     # -- tier swap ----------------------------------------------------------------------------
     def request_tier(self, name: str, wait: bool = False, timeout: float | None = 60.0) -> Future:
-        """Load and warm `name` in the background; it becomes active at the next input_view().
+        """Load and warm `name` in the background; it is swapped in at the end of the next frame.
 
         Returns a Future resolving to the tier name once it is loaded and warm (it is swapped in
         only if it is still the latest request; otherwise it stays resident within the memory
         budget), or to the ModelError that refused it (the current tier stays active).
-        wait=True blocks until then and raises that ModelError.
+        wait=True blocks until then, raises that ModelError, and swaps at once when no frame is
+        open (selftests, tools); the daemon's policy thread should not wait.
         """
         fut = self._request(name)
         if wait:
             fut.result(timeout)
+            self._swap_in_pending(only_if_idle=True)
         return fut
 
     def _request(self, name: str) -> Future:
@@ -280,8 +296,10 @@ class Engine(AcceleratorFailover):
             stale.close()
         fut.set_result(tier.name)
 
-    def _swap_in_pending(self) -> None:
+    def _swap_in_pending(self, only_if_idle: bool = False) -> None:
         with self._lock:
+            if only_if_idle and self._frame_open:
+                return  # the frame in flight swaps it at its end
             slot, self._pending = self._pending, None
             if slot is None or slot is self._active:
                 return
@@ -339,6 +357,7 @@ class Engine(AcceleratorFailover):
         with self._lock:
             self._resident[slot.tier.name] = slot
             self._pending = slot
+        self._swap_in_pending(only_if_idle=True)
         return True
 
     def status(self) -> dict:
