@@ -116,7 +116,7 @@ class ProbeLink:
         self.max_payload = max_payload
         self.stall_timeout = stall_timeout
         self.pool = BufferPool(count=pool_buffers, size=0, max_buffers=pool_max_buffers)
-        self.parser = FrameParser(self.pool, max_payload=max_payload)
+        self.parser = FrameParser(self.pool, max_payload=max_payload, versions=(version_min, version_max))
         self._list_ports = list_ports
         self.record_path, self.record_max_bytes = record_path, record_max_bytes
         self.recorder = None
@@ -295,7 +295,7 @@ class ProbeLink:
     def _handshake(self, port) -> None:
         reader = self._reader(port)
         parser = self.parser
-        parser.version = None
+        parser.version, parser.max_payload = None, self.max_payload
         deadline = time.monotonic() + self.handshake_timeout
         next_hello = 0.0
         while not self._stop.is_set():
@@ -312,14 +312,16 @@ class ProbeLink:
                 continue
             if self.recorder is not None:
                 self.recorder.write(buf[:n])
-            for item in parser.buffer_updated(n):
+            items = parser.buffer_updated(n)
+            for k, item in enumerate(items):
                 if isinstance(item, Frame):
-                    item.release()
+                    item.release()  # cannot happen before capabilities (parser has no version)
                 elif item.type == P.MsgType.ERROR:
                     raise LinkError(f"the probe refused the handshake: {item.value}")
                 elif item.type == P.MsgType.CAPABILITIES:
                     self._accept(item.value)
                     self._reader_obj = reader
+                    self._deliver(items[k + 1:], self._sink)  # what followed in the same read
                     return
                 else:
                     self._dispatch(item)
@@ -332,7 +334,7 @@ class ProbeLink:
         if info.max_frame_bytes <= 0:
             raise LinkError(f"the probe announced a maximum frame size of {info.max_frame_bytes} bytes")
         self.info, self.version = info, v
-        self.parser.version = v
+        self.parser.version = v  # (the parser adopted it already; set it for clarity)
         self.parser.max_payload = min(self.max_payload, info.max_frame_bytes)
         self.connects += 1
         self.last_error = ""

@@ -48,13 +48,15 @@ _DECODERS = {
 
 class FrameParser:
     def __init__(self, pool: BufferPool | None = None, *, max_payload: int = P.DEFAULT_MAX_PAYLOAD,
-                 version: P.Version | None = None, scan_size: int = 65536, clock=time.monotonic_ns):
+                 version: P.Version | None = None, scan_size: int = 65536, clock=time.monotonic_ns,
+                 versions: tuple[P.Version, P.Version] = (P.SUPPORTED_MIN, P.SUPPORTED_MAX)):
         if not 0 < max_payload <= P.MAX_PAYLOAD_LIMIT:
             raise ValueError(f"max_payload={max_payload} must be in 1..{P.MAX_PAYLOAD_LIMIT}")
         self.pool = pool if pool is not None else BufferPool(count=0, max_buffers=4)
         self.max_payload = max_payload
         # Negotiated version; frames are only decoded once it is known (after the handshake).
         self.version = version
+        self.versions = versions  # range a CAPABILITIES choice may adopt
         self._scan = bytearray(max(scan_size, 2 * _SCAN_MIN))
         self._start = self._end = 0
         self._state = _HUNT
@@ -261,6 +263,13 @@ class FrameParser:
             self.last_reject = f"bad {P.MsgType(mtype).name.lower()} message: {exc}"
             return
         self.control_received += 1
+        if mtype == P.MsgType.CAPABILITIES and self.version is None:
+            # The probe speaks the chosen version from the next byte on: frames later in this
+            # same read must already be decoded with it. (The link re-checks the choice.)
+            lo, hi = self.versions
+            if lo <= value.version <= hi and value.max_frame_bytes > 0:
+                self.version = value.version
+                self.max_payload = min(self.max_payload, value.max_frame_bytes)
         self._out.append(Message(mtype, version, value))
 
     def _release_target(self) -> None:
