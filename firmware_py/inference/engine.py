@@ -3,7 +3,8 @@
 Threads (docs/architecture.md): the processing thread calls input_view() then invoke() once per
 frame; the power policy calls request_tier() from its own thread; tier loads and accelerator
 re-attachment run on short-lived background threads. A swap is a reference assignment done at
-the start of input_view(), i.e. between two frames, so a frame is never split across two tiers.
+the end of invoke() (or at once by request_tier(wait=True) / reload() when no frame is open), so
+a frame never spans two tiers and `active_tier` read before input_view() names the frame's tier.
 """
 from __future__ import annotations
 
