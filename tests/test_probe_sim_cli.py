@@ -1,0 +1,129 @@
+"""`firmware-py probe-sim` as the daemon runs it: a subprocess on a pty master passed by fd."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest_drivers import Collector, pty_pair, wait_for
+from firmware_py.drivers.link import ProbeLink
+from firmware_py.drivers.sim_cli import main
+
+RUN = "import sys; from firmware_py.drivers.sim_cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_help_and_usage_errors(capsys, tmp_path):
+    assert main(["--help"]) == 0
+    assert "--fault-log" in capsys.readouterr().out
+    assert main(["--pty", "--bits", "12"]) == 2
+    assert main([]) == 2  # one of --pty/--fd/--port is required
+    assert main(["--pty", "--disconnect", "0.1"]) == 2
+    assert "--disconnect needs --pty and --link" in capsys.readouterr().err
+    assert main(["--pty", "--bit-flip", "2"]) == 2
+    assert "must be a probability" in capsys.readouterr().err
+    assert main(["--pty", "--images", str(tmp_path / "none")]) == 2
+    assert main(["--fd", "987", "--duration", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "--fd 987 is not an open file descriptor" in err and err.count("\n") == 2
+    assert main(["--pty", "--replay", str(tmp_path / "none.rec")]) == 2
+    assert main(["--pty", "--version-min", "1.1", "--version-max", "1.0"]) == 2
+    assert main(["--pty", "--lines", "0"]) == 2
+    assert "n_lines=0" in capsys.readouterr().err
+
+
+def write_images(folder, n=3):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    imgs = {}
+    for i in range(n):
+        a = rng.integers(0, 256, (12 + i, 9), dtype=np.uint8)
+        Image.fromarray(a).save(folder / f"img{i:02d}.png")
+        imgs[f"img{i:02d}.png"] = a
+    return imgs
+
+
+def test_subprocess_on_inherited_pty_fd_with_image_folder(tmp_path):
+    imgs = write_images(tmp_path)
+    frame_log = tmp_path / "frames.jsonl"
+    with pty_pair() as (master, _slave, path):
+        proc = subprocess.Popen([sys.executable, "-c", RUN, "--fd", str(master), "--images", str(tmp_path),
+                                 "--fps", "100", "--frames", "7", "--frame-log", str(frame_log)],
+                                pass_fds=[master], stderr=subprocess.PIPE, text=True)
+        got = Collector(keep_samples=True)
+        link = ProbeLink(path)
+        link.start(got)
+        try:
+            assert link.wait_connected(20)
+            assert wait_for(lambda: len(got.frames) >= 7, timeout=20)
+        finally:
+            link.stop()
+            _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "7 frames" in err
+    log = [json.loads(line) for line in open(frame_log)]
+    assert [e["source"] for e in log] == ["img00.png", "img01.png", "img02.png"] * 2 + ["img00.png"]
+    by_seq = {e["seq"]: e["source"] for e in log}
+    for seq, g, samples in got.frames:
+        np.testing.assert_array_equal(samples.T, imgs[by_seq[seq]])  # the daemon can map results back
+
+
+def test_pty_mode_prints_the_slave_path_and_logs_faults(tmp_path):
+    fault_log = tmp_path / "faults.jsonl"
+    link_path = tmp_path / "probe-link"
+    proc = subprocess.Popen([sys.executable, "-c", RUN, "--pty", "--link", str(link_path), "--geometry", "convex",
+                             "--lines", "16", "--samples", "32", "--bits", "16", "--fps", "200", "--duration", "20",
+                             "--frames", "60", "--garbage", "0.3", "--bit-flip", "0.2", "--seed", "3",
+                             "--fault-log", str(fault_log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        slave = proc.stdout.readline().strip()
+        assert slave.startswith("/dev/pts/") and os.path.realpath(link_path) == slave
+        got = Collector()
+        link = ProbeLink(str(link_path))
+        link.start(got)
+        try:
+            assert link.wait_connected(20)
+            assert wait_for(lambda: proc.poll() is not None, timeout=30)
+        finally:
+            link.stop()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 0, proc.stderr.read()
+    faults = [json.loads(line) for line in open(fault_log)]
+    assert {f["fault"] for f in faults} == {"garbage", "bit_flip"}
+    flipped = {f["seq"] for f in faults if f["fault"] == "bit_flip"}
+    assert flipped and not (flipped & set(got.seqs))
+    assert link.stats()["bytes_discarded"] > 0
+    assert got.frames[0][1].kind.name == "CONVEX" and got.frames[0][1].bits == 16
+
+
+def test_replay_cli_refuses_a_non_recording(tmp_path, capsys):
+    p = tmp_path / "x.rec"
+    p.write_bytes(b"garbage")
+    assert main(["--pty", "--replay", str(p)]) == 2
+    assert "not a firmware-py probe recording" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--geometry", "phased", "--bits", "8"], ["--geometry", "linear", "--depth", "60"]])
+def test_in_process_fd_mode_runs_and_ends_by_frames(argv):
+    with pty_pair() as (master, _slave, path):
+        import threading
+
+        rc = {}
+        t = threading.Thread(target=lambda: rc.setdefault("rc", main(
+            ["--fd", str(master), "--fps", "0", "--frames", "5", "--lines", "8", "--samples", "16", *argv])))
+        t.start()
+        got = Collector()
+        link = ProbeLink(path)
+        link.start(got)
+        try:
+            assert wait_for(lambda: len(got.frames) >= 5)
+        finally:
+            link.stop()
+            t.join(10)
+    assert rc["rc"] == 0
