@@ -89,6 +89,9 @@ def load_ddti(data_dir: str, limit: int | None = None) -> SegmentationSet:
     images, masks, names, patients = [], [], [], []
     for row in rows:
         name = row["image"]
+        # labels.csv names the crop without extension ("100_1(1)"); the files are PNG.
+        if not os.path.splitext(name)[1] and os.path.exists(os.path.join(data_dir, "images", name + ".png")):
+            name += ".png"
         images.append(_read_gray(os.path.join(data_dir, "images", name)))
         masks.append((_read_gray(os.path.join(data_dir, "masks", name)) > 127).astype(np.uint8))
         names.append(name)

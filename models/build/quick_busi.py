@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from . import data as D
+from . import interp
 from . import metrics as M
 from . import tfutil
 
@@ -37,27 +38,6 @@ def build_model(tf, grid: tuple, n_classes: int):
     x = L.Dropout(0.3)(x)
     out = L.Dense(n_classes, name="logits")(x)
     return tf.keras.Model(inp, out, name="busi_cls_quick")
-
-
-def run_int8(tflite_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    """Dequantized int8 outputs for float inputs in [0, 1], one image per invoke."""
-    try:
-        from tflite_runtime.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-        Interpreter = tf.lite.Interpreter
-    it = Interpreter(model_content=tflite_bytes, num_threads=1)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    s_in, z_in = i["quantization"]
-    s_out, z_out = o["quantization"]
-    outs = []
-    for img in x:
-        q = np.clip(np.round(img / s_in) + z_in, -128, 127).astype(np.int8)
-        it.set_tensor(i["index"], q[None])
-        it.invoke()
-        outs.append((it.get_tensor(o["index"])[0].astype(np.float32) - z_out) * s_out)
-    return np.stack(outs)
 
 
 def main(argv=None):
@@ -93,7 +73,7 @@ def main(argv=None):
 
     float_probs = M.softmax(model.predict(x[te], verbose=0))
     tfl = tfutil.convert_int8(model, x[tr])
-    int8_probs = M.softmax(run_int8(tfl, x[te]))
+    int8_probs = M.softmax(interp.run_float_inputs(tfl, x[te]))
     m_float = M.classification_metrics(float_probs, y[te], ds.classes)
     m_int8 = M.classification_metrics(int8_probs, y[te], ds.classes)
 

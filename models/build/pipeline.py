@@ -1,0 +1,127 @@
+"""`build()`: reproduce every shipped tier from the data, seeded, with a progress bar and a log.
+
+    python -m firmware_py.models.build --data ../shared/data            # busi/ and ddti/ inside
+    python -m firmware_py.models.build --data ../shared/data --folds 0   # shipped fold only
+
+Fold 0 of the 5-fold split trains the shipped tiers; the other folds only add to the
+cross-validation statistics. Results go to <work>/<task>_fold<k>.json; the manifest, report and
+signature are regenerated at the end.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import data as D
+from . import tiers as Z
+
+MODELS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+log = logging.getLogger("firmware_py.models.build")
+
+
+class Progress:
+    """One-line progress bar on stderr (a terminal) and a line per epoch in the log."""
+
+    def __init__(self, total_epochs: int, stream=sys.stderr):
+        self.total, self.done, self.t0, self.stream = max(1, total_epochs), 0, time.time(), stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def __call__(self, label, epoch, epochs, loss):
+        self.done += 1
+        frac = min(1.0, self.done / self.total)
+        eta = (time.time() - self.t0) * (1 - frac) / max(frac, 1e-9)
+        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+        line = f"[{bar}] {100 * frac:5.1f}% {label} epoch {epoch}/{epochs} loss {loss:.4f} eta {eta / 60:.0f} min"
+        log.info(line)
+        if self.tty:
+            self.stream.write("\r" + line[:150].ljust(150))
+            self.stream.flush()
+
+
+def _epochs(cfg: Z.TrainSettings, n_students: int) -> int:
+    return cfg.teacher_epochs + n_students * (cfg.student_epochs + cfg.prune_epochs)
+
+
+def _resolve(data: str, task: str) -> str | None:
+    """Accept the data root (with busi/ and ddti/) or one dataset folder."""
+    sub = os.path.join(data, task)
+    if os.path.isfile(os.path.join(sub, "labels.csv")):
+        return sub
+    if os.path.isfile(os.path.join(data, "labels.csv")) and D.dataset_kind(data) == task:
+        return data
+    return None
+
+
+def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int = 5,
+          models_dir: str = MODELS_DIR, work_dir: str | None = None, cfg: Z.TrainSettings | None = None,
+          ship: bool = True, sign_key: str | None = None, students=None, threads: int = 2) -> dict:
+    """Train, evaluate and (fold 0) ship the zoo; returns {task: [fold results]}."""
+    from . import fold as F
+    from . import tfutil
+
+    cfg = cfg or Z.TrainSettings()
+    work_dir = work_dir or os.path.join(models_dir, "report", "cv")
+    os.makedirs(work_dir, exist_ok=True)
+    plan = []
+    for task in tasks:
+        d = _resolve(data, task)
+        if d is None:
+            raise FileNotFoundError(f"{data}: no {task}/labels.csv (or a {task}-style labels.csv) here; "
+                                    "pass --data pointing at ../shared/data or at the dataset folder")
+        plan.append((task, d))
+    n_students = {"busi": len(students or Z.BUSI_STUDENTS), "ddti": len(students or Z.DDTI_STUDENTS)}
+    progress = Progress(sum(_epochs(cfg, n_students[t]) * len(folds) for t, _ in plan))
+    tf = tfutil.setup_tf(cfg.seed, threads)
+    log.info("tensorflow %s, settings %s", tf.__version__, cfg)
+    results = {}
+    for task, d in plan:
+        if task == "busi":
+            items = D.load_busi(d)
+            test_folds = D.stratified_folds(items.labels, n_folds, cfg.seed)
+            teacher, studs, kind, classes = Z.BUSI_TEACHER, students or Z.BUSI_STUDENTS, "classify", items.classes
+        else:
+            items = D.load_ddti(d)
+            test_folds = D.group_folds(items.patients, n_folds, cfg.seed)
+            teacher, studs, kind, classes = Z.DDTI_TEACHER, students or Z.DDTI_STUDENTS, "segment", None
+        log.info("%s: %d items from %s, %d folds", task, len(items.images), d, n_folds)
+        results[task] = []
+        for k in folds:
+            test_idx = test_folds[k]
+            train_idx = np.setdiff1d(np.arange(len(items.images)), test_idx)
+            tf.keras.utils.set_random_seed(cfg.seed + k)
+            res = F.run_fold(tf, kind, items, train_idx, test_idx, teacher, studs, cfg, k, progress,
+                             ship_dir=models_dir if (ship and k == 0) else None, classes=classes)
+            res["settings"] = {k2: v for k2, v in vars(cfg).items()}
+            res["tensorflow"] = tf.__version__
+            with open(os.path.join(work_dir, f"{task}_fold{k}.json"), "w") as fh:
+                json.dump(res, fh, indent=2)
+            log.info("%s fold %d done in %.0f s: %s", task, k, res["seconds"],
+                     {n: t.get("int8", t.get("float")) for n, t in res["tiers"].items()})
+            results[task].append(res)
+    if ship:
+        finish(models_dir, sign_key)
+    return results
+
+
+def finish(models_dir: str = MODELS_DIR, sign_key: str | None = None):
+    """Regenerate manifest.yaml (and REPORT.md when matplotlib is present), then re-sign."""
+    from . import manifest
+
+    text = manifest.generate(models_dir)
+    with open(os.path.join(models_dir, "manifest.yaml"), "w", encoding="utf-8") as fh:
+        fh.write(text)
+    log.info("wrote manifest.yaml")
+    try:
+        from . import report
+        report.write(models_dir)
+        log.info("wrote REPORT.md")
+    except ImportError as exc:
+        log.warning("REPORT.md not regenerated: %s", exc)
+    if sign_key:
+        log.info("manifest %s", "signed" if manifest.sign(models_dir, sign_key)
+                 else "NOT signed: firmware_py.inference.cli is not available")

@@ -1,0 +1,202 @@
+"""models/REPORT.md and models/report/*.png from the per-fold results (models/report/cv/*.json).
+
+    python -m firmware_py.models.build.report      (needs matplotlib: the train extra)
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+MODELS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLS_KEYS = ("accuracy", "balanced_accuracy", "malignant_sensitivity", "malignant_specificity", "malignant_auc")
+SEG_KEYS = ("dice", "iou")
+
+
+def _load(models_dir):
+    folds = {}
+    for p in sorted(glob.glob(os.path.join(models_dir, "report", "cv", "*_fold*.json"))):
+        task = os.path.basename(p).split("_fold")[0]
+        with open(p) as fh:
+            folds.setdefault(task, []).append(json.load(fh))
+    for v in folds.values():
+        v.sort(key=lambda r: r["fold"])
+    return folds
+
+
+def _pct(v):
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.1f}"
+
+
+def _ms(d):
+    return f"{d['cpu_p50']:.2f}" if d else "n/a"
+
+
+def _fold0_table(res, task):
+    keys = CLS_KEYS if task == "busi" else SEG_KEYS
+    head = ["tier", "model", *keys] + (["sens@spec>=80%"] if task == "busi" else []) + \
+        ["params", "MACs (M)", "file KB", "CPU p50 ms"]
+    rows = []
+    for name, t in sorted(res["tiers"].items(), key=lambda kv: kv[1]["rank"]):
+        variants = [("float teacher", t["float"], None)] if t["rank"] < 0 else \
+            [("float student", t["float"], None), ("int8 student", t["int8"], t)]
+        for label, m, full in variants:
+            row = [name, label] + [_pct(m.get(k)) for k in keys]
+            if task == "busi":
+                row.append(_pct(m.get("malignant_sensitivity_at_spec80")))
+            row += [f"{t['params']:,}", f"{t['macs'] / 1e6:.1f}",
+                    f"{full['file_bytes'] / 1024:.0f}" if full else "-",
+                    _ms(full["latency_ms"]) if full else "-"]
+            rows.append(row)
+    return _md(head, rows)
+
+
+def _md(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _cv_table(runs, task):
+    keys = ("accuracy", "balanced_accuracy", "malignant_auc") if task == "busi" else SEG_KEYS
+    names = sorted(runs[0]["tiers"], key=lambda n: runs[0]["tiers"][n]["rank"])
+    head = ["tier", "model", *[f"{k} mean +- std" for k in keys], "folds"]
+    rows = []
+    for n in names:
+        for variant in (("float",) if runs[0]["tiers"][n]["rank"] < 0 else ("float", "int8")):
+            vals = {k: [r["tiers"][n][variant][k] for r in runs if n in r["tiers"]] for k in keys}
+            cells = [f"{100 * np.mean(v):.1f} +- {100 * np.std(v):.1f}" for v in vals.values()]
+            rows.append([n, variant, *cells, ",".join(str(r["fold"]) for r in runs)])
+    return _md(head, rows)
+
+
+def _compression_table(res):
+    head = ["tier", "sparsity (pruned kernels / all params)", "int8 score dense -> pruned",
+            "file KB dense -> pruned", "gzip KB dense -> pruned", "CPU p50 ms dense -> pruned",
+            "PTQ loss on val (pts)", "quantization"]
+    rows = []
+    score = "accuracy" if "accuracy" in next(iter(res["tiers"].values()))["float"] else "dice"
+    for n, t in sorted(res["tiers"].items(), key=lambda kv: kv[1]["rank"]):
+        if t["rank"] < 0:
+            continue
+        d = t["dense"]
+        rows.append([n, f"{_pct(t['sparsity']['pruned_kernels'])} % / {_pct(t['sparsity']['all_params'])} %",
+                     f"{_pct(d['int8'][score])} -> {_pct(t['int8'][score])}",
+                     f"{d['file_bytes'] / 1024:.0f} -> {t['file_bytes'] / 1024:.0f}",
+                     f"{d['gzip_bytes'] / 1024:.0f} -> {t['gzip_bytes'] / 1024:.0f}",
+                     f"{_ms(d['latency_ms'])} -> {_ms(t['latency_ms'])}",
+                     f"{100 * t['ptq_val_drop']:.1f}", t["quantization"] + (f" ({t['qat_error']})" if "qat_error" in t else "")])
+    return _md(head, rows)
+
+
+def _plots(folds, out_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    fig, axes = plt.subplots(1, len(folds), figsize=(6 * len(folds), 4.5), squeeze=False)
+    for ax, (task, runs) in zip(axes[0], sorted(folds.items())):
+        r0 = runs[0]
+        key = "accuracy" if task == "busi" else "dice"
+        pts = [(t["latency_ms"]["cpu_p50"], t["int8"][key], n) for n, t in r0["tiers"].items() if t["rank"] >= 0]
+        pts.sort()
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", label="int8 students (fold 0 test)")
+        for x, y, n in pts:
+            ax.annotate(n, (x, 100 * y), fontsize=7, xytext=(4, -10), textcoords="offset points")
+        for n, t in r0["tiers"].items():
+            if t["rank"] < 0:
+                ax.axhline(100 * t["float"][key], ls="--", c="gray", label=f"float teacher {n}")
+        ax.set_xscale("log")
+        ax.set_xlabel("CPU latency p50, ms (x86, 1 thread, log scale)")
+        ax.set_ylabel(f"{key} %")
+        ax.set_title(f"{task}: accuracy vs latency")
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "frontier.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    made.append(path)
+
+    if "busi" in folds:
+        r0 = folds["busi"][0]
+        tiers = [(n, t) for n, t in sorted(r0["tiers"].items(), key=lambda kv: kv[1]["rank"]) if t["rank"] >= 0]
+        fig, axes = plt.subplots(1, len(tiers), figsize=(3.6 * len(tiers), 3.4), squeeze=False)
+        labels = ["normal", "benign", "malignant"]
+        for ax, (n, t) in zip(axes[0], tiers):
+            cm = np.asarray(t["confusion_int8"])
+            ax.imshow(cm, cmap="Blues")
+            for i in range(cm.shape[0]):
+                for j in range(cm.shape[1]):
+                    ax.text(j, i, cm[i, j], ha="center", va="center", color="black")
+            ax.set_xticks(range(3), labels, fontsize=7)
+            ax.set_yticks(range(3), labels, fontsize=7)
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("true")
+            ax.set_title(n, fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(out_dir, "confusion_busi_int8.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+def write(models_dir: str = MODELS_DIR):
+    folds = _load(models_dir)
+    if not folds:
+        raise FileNotFoundError(f"no results in {models_dir}/report/cv: run the build first")
+    out_dir = os.path.join(models_dir, "report")
+    _plots(folds, out_dir)
+    r_any = next(iter(folds.values()))[0]
+    lines = ["# Model zoo report", "",
+             "Generated by `python -m firmware_py.models.build.report` from `models/report/cv/*.json` "
+             "(written by `python -m firmware_py.models.build --data ../shared/data`). Every figure below "
+             "is measured on images the model never trained on: the shipped tiers are fold 0's, and fold "
+             "0's test split is never used for training, pruning or the QAT decision.", "",
+             f"TensorFlow {r_any.get('tensorflow')} (training, conversion); tflite-runtime 2.14 (int8 "
+             "evaluation and latency). Latency: median single-invoke time on this shared 2-core x86 "
+             "development machine, 1 interpreter thread; compare tiers with each other, not with the "
+             "Raspberry Pi.", "", "![frontier](report/frontier.png)", ""]
+    for task, runs in sorted(folds.items()):
+        r0 = runs[0]
+        if r0["fold"] != 0:
+            continue
+        lines += [f"## {task.upper()}: fold 0 (shipped tiers; test n={r0['n_test']}, train n={r0['n_train']}, "
+                  f"validation n={r0['n_val']})", "", _fold0_table(r0, task), ""]
+        if task == "busi":
+            lines += ["Sensitivity/specificity: malignant vs rest, malignant called when p(malignant) >= 0.5 "
+                      "(the manifest's operating threshold). sens@spec>=80%: best sensitivity over thresholds "
+                      "whose specificity is >= 80 % on the same test fold (an optimistic, test-tuned figure).",
+                      "", "![confusion](report/confusion_busi_int8.png)", ""]
+        lines += ["### Compression: pruning and quantization", "",
+                  "Dense = after distillation; pruned = after gradual magnitude pruning with distillation "
+                  "fine-tuning. TFLite stores pruned weights densely, so sparsity shows up only in the "
+                  "gzip size; the CPU kernels do not skip zeros, so latency does not change.", "",
+                  _compression_table(r0), ""]
+        lines += [f"### {task.upper()}: cross-validation ({len(runs)} of 5 folds run)", "",
+                  _cv_table(runs, task), ""]
+    s = r_any["settings"]
+    lines += ["## Training settings", "",
+              "- Data: BUSI 3 classes (stratified 5 folds, seed %d); DDTI split by patient (5 folds)." % s["seed"],
+              f"- Validation: {int(100 * s['val_fraction'])} % of the training folds (QAT decision only).",
+              f"- Augmentation (ultrasound): horizontal flip, rotation +-10 deg, crop-zoom up to 12 %, gain "
+              "+-20 %, gamma exp(+-0.25), multiplicative speckle noise (sigma up to 0.12); geometric ones also "
+              "move the masks. Applied at the stored resolution, then resized per network (half-pixel bilinear).",
+              f"- Teacher: {s['teacher_epochs']} epochs, Adam lr {s['lr']} cosine, batch {s['batch']}, "
+              "class-weighted cross-entropy (BUSI) / BCE + soft Dice (DDTI).",
+              f"- Students: {s['student_epochs']} epochs distillation (alpha {s['alpha']} hard loss, T "
+              f"{s['temperature']}), then {s['prune_epochs']} epochs gradual magnitude pruning to "
+              f"{int(100 * s['prune_target'])} % of the prunable kernels (lr {s['prune_lr']}).",
+              f"- int8: full-integer post-training quantization, 200 training images as representative data, "
+              f"int8 input (scale 1/255, zero point -128) and output; QAT ({s['qat_epochs']} epochs) when PTQ "
+              f"loses > {100 * s['qat_trigger']:.0f} point on validation.", ""]
+    with open(os.path.join(models_dir, "REPORT.md"), "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    write()

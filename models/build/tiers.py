@@ -1,0 +1,84 @@
+"""The zoo: which networks ship, at what resolution, and how they are trained.
+
+Ranks order each task's ladder from cheapest (0) to best. The teacher is trained per fold to
+distil the students; it is reported but not shipped (too slow for the device's CPU budget).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import arch
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    name: str
+    task: str            # classify | segment
+    rank: int            # -1 = teacher (not shipped)
+    res: int
+    build: callable = field(repr=False)
+    description: str = ""
+
+    @property
+    def file(self) -> str:
+        return self.name.replace("-", "_") + ".tflite"
+
+
+N_BUSI = 3
+
+BUSI_TEACHER = TierSpec(
+    "busi-cls-teacher-resnet-r128", "classify", -1, 128,
+    lambda tf, name: arch.resnet_teacher(tf, 128, N_BUSI, name, widths=(24, 48, 96, 128)),
+    "residual CNN teacher, 4 stages")
+BUSI_STUDENTS = (
+    TierSpec("busi-cls-fire-r64", "classify", 0, 64,
+             lambda tf, name: arch.squeezenet(tf, 64, N_BUSI, name, width=12),
+             "SqueezeNet fire modules, 64 px"),
+    TierSpec("busi-cls-mnv2-a050-r96", "classify", 1, 96,
+             lambda tf, name: arch.mobilenet_v2(tf, 96, N_BUSI, 0.5, False, name),
+             "MobileNetV2 blocks, width 0.5, 96 px"),
+    TierSpec("busi-cls-mnv2se-a100-r128", "classify", 2, 128,
+             lambda tf, name: arch.mobilenet_v2(tf, 128, N_BUSI, 1.0, True, name),
+             "MobileNetV2 blocks + squeeze-and-excitation, width 1.0, 128 px"),
+)
+
+DDTI_TEACHER = TierSpec(
+    "ddti-seg-teacher-unet-r128", "segment", -1, 128,
+    lambda tf, name: arch.seg_net(tf, 128, name, widths=(8, 16, 32, 64), separable=False),
+    "U-Net teacher (plain 3x3 conv pairs)")
+DDTI_STUDENTS = (
+    TierSpec("ddti-seg-ds-r64", "segment", 0, 64,
+             lambda tf, name: arch.seg_net(tf, 64, name, widths=(8, 16, 32, 64)),
+             "depthwise-separable encoder-decoder, 64 px"),
+    TierSpec("ddti-seg-ds-r96", "segment", 1, 96,
+             lambda tf, name: arch.seg_net(tf, 96, name, widths=(12, 24, 48, 96)),
+             "depthwise-separable encoder-decoder, 96 px"),
+    TierSpec("ddti-seg-dsse-r128", "segment", 2, 128,
+             lambda tf, name: arch.seg_net(tf, 128, name, widths=(16, 32, 64, 128), se=True),
+             "depthwise-separable encoder-decoder + squeeze-and-excitation bottleneck, 128 px"),
+)
+
+
+@dataclass
+class TrainSettings:
+    seed: int = 1234
+    batch: int = 32
+    teacher_epochs: int = 40
+    student_epochs: int = 35        # dense distillation
+    prune_epochs: int = 10          # gradual magnitude pruning + fine-tune
+    prune_target: float = 0.5
+    lr: float = 2e-3
+    prune_lr: float = 3e-4
+    alpha: float = 0.5              # weight of the hard-label loss in distillation
+    temperature: float = 4.0
+    qat_epochs: int = 5
+    qat_trigger: float = 0.01       # PTQ accuracy/Dice loss on validation that triggers QAT
+    val_fraction: float = 0.15      # carved from the training folds for the QAT decision
+    max_train: int | None = None    # smoke runs: cap the training set
+
+    def scaled(self, factor: float) -> "TrainSettings":
+        import dataclasses
+        f = lambda e: max(1, int(round(e * factor)))
+        return dataclasses.replace(self, teacher_epochs=f(self.teacher_epochs),
+                                   student_epochs=f(self.student_epochs), prune_epochs=f(self.prune_epochs),
+                                   qat_epochs=f(self.qat_epochs))

@@ -1,0 +1,64 @@
+"""Smoke test of the model build pipeline: the smallest BUSI tier, a few steps, a tiny subset.
+
+Exercises the same code as the full build (augmentation, distillation, magnitude pruning,
+full-integer int8 conversion, metrics, tier record, manifest generation) so it cannot rot.
+Needs TensorFlow (the `train` extra); CI's test extra does not install it, so there it skips
+with the reason below and the lead's CI step with the train extra runs it.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip(
+    "tensorflow", reason="TensorFlow not installed: the model build needs the train extra "
+    "(pip install -e .[train]); CI's test extra skips this smoke test")
+
+from firmware_py.models.build import data as D  # noqa: E402
+from firmware_py.models.build import fold as F  # noqa: E402
+from firmware_py.models.build import interp, manifest, tfutil, tiers  # noqa: E402
+
+DATA = os.environ.get("FIRMWARE_PY_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+BUSI = os.path.join(DATA, "busi")
+
+
+@pytest.fixture(scope="module")
+def busi_subset():
+    if not os.path.isfile(os.path.join(BUSI, "labels.csv")):
+        pytest.skip(f"BUSI data not found at {BUSI}: set FIRMWARE_PY_DATA to the shared data folder")
+    return D.load_busi(BUSI, limit_per_class=8)
+
+
+@pytest.mark.slow
+def test_smallest_tier_trains_and_converts_to_int8(busi_subset, tmp_path):
+    tf_ = tfutil.setup_tf(seed=7, threads=2)
+    smallest = min(tiers.BUSI_STUDENTS, key=lambda s: s.rank)
+    # The smallest tier doubles as its own teacher here: a few steps, every stage of the pipeline.
+    cfg = tiers.TrainSettings(seed=7, batch=8, teacher_epochs=1, student_epochs=1, prune_epochs=1,
+                              qat_epochs=1, qat_trigger=1.0)
+    labels = busi_subset.labels
+    tr, te = D.stratified_split(labels, 0.25, seed=7)
+    res = F.run_fold(tf_, "classify", busi_subset, tr, te, smallest, (smallest,), cfg, fold=0,
+                     progress=None, ship_dir=str(tmp_path), classes=busi_subset.classes)
+
+    rec = res["tiers"][smallest.name]
+    assert rec["sparsity"]["pruned_kernels"] == pytest.approx(cfg.prune_target, abs=0.02)
+    assert 0.0 <= rec["int8"]["accuracy"] <= 1.0 and rec["int8"]["n"] == len(te)
+
+    path = tmp_path / smallest.file
+    it = interp.interpreter(str(path))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
+    assert list(inp["shape"]) == [1, smallest.res, smallest.res, 1]
+    assert inp["quantization"][0] == pytest.approx(1 / 255, rel=1e-5) and inp["quantization"][1] == -128
+    assert list(out["shape"]) == [1, 3]
+
+    record = json.loads((tmp_path / "report" / "tiers" / f"{smallest.name}.json").read_text())
+    assert record["decode"] == "softmax" and record["labels"] == list(busi_subset.classes)
+    text = manifest.generate(str(tmp_path))
+    import yaml
+    doc = yaml.safe_load(text)
+    (tier,) = doc["tiers"]
+    assert tier["files"]["cpu"]["bytes"] == path.stat().st_size
+    assert tier["output"]["applied_in_model"] is False
