@@ -183,3 +183,32 @@ def test_every_truncation_point_is_refused_before_the_interpreter(name):
     for cut in range(0, len(data)):
         with pytest.raises(ModelError, match="corrupt or truncated TFLite flatbuffer"):
             check_flatbuffer(data[:cut], name)
+
+
+def test_other_custom_op_without_its_delegate_names_the_op(tmp_path):
+    lib = build_fake_npu(str(tmp_path))
+    if lib is None:
+        pytest.skip("gcc not installed: cannot build the test delegate")
+    s = make_model_set(str(tmp_path / "models"), [
+        {"name": "t", "cpu": "cls_int8.tflite", "accel": {"external": "cls_edgetpu.tflite"}}])
+    path = os.path.join(s["dir"], "cls_edgetpu.tflite")
+    data = open(path, "rb").read()
+    assert data.count(b"edgetpu-custom-op") == 1
+    open(path, "wb").write(data.replace(b"edgetpu-custom-op", b"vendor-npu-op-xyz"))  # same length
+    mpath = os.path.join(s["dir"], "manifest.yaml")
+    doc = yaml.safe_load(open(mpath))
+    doc["tiers"][0]["files"]["external"] = file_entry(s["dir"], "cls_edgetpu.tflite")
+    yaml.safe_dump(doc, open(mpath, "w"), sort_keys=False)
+    from firmware_py.inference.signing import sign_model_set
+
+    sign_model_set(s["dir"], s["private"])
+    loader = DelegateLoader("external", library=lib, interp=interpreter_backend())
+    eng = Engine(s["dir"], public_key=s["public"], accelerator=loader)
+    try:
+        eng.input_view()[...] = 0
+        out = eng.invoke()
+        assert out.backend == "cpu"
+        assert out.fallback.endswith(
+            "uses custom op 'vendor-npu-op-xyz' that no loaded delegate provides; using CPU twin cls_int8.tflite")
+    finally:
+        eng.close()
