@@ -78,7 +78,7 @@ def test_quantization_differing_from_manifest_is_refused(tmp_path):
 
 def test_edgetpu_model_as_cpu_twin_is_refused(tmp_path):
     msg = refusal(tmp_path, {"cpu": "cls_edgetpu.tflite"})
-    assert "compiled for the Edge TPU; no Edge TPU loaded; no CPU twin listed" in msg
+    assert "compiled for the Edge TPU; no Edge TPU loaded; it cannot be the CPU twin" in msg
 
 
 def test_edgetpu_build_with_no_edgetpu_runs_the_cpu_twin(tmp_path):

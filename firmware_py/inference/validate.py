@@ -68,7 +68,9 @@ def custom_op_error(err: Exception, path: str, cpu_twin: str | None) -> ModelChe
     if m is None:
         return None
     op = m.group(1).rstrip(".")
-    fallback = f"using CPU twin {cpu_twin}" if cpu_twin else "no CPU twin listed; the tier is refused"
+    # cpu_twin None: this file *is* the CPU twin, so there is nothing to fall back to.
+    fallback = f"using CPU twin {cpu_twin}" if cpu_twin else "it cannot be the CPU twin: list the uncompiled " \
+        "int8 model under files.cpu (tier refused)"
     if op == EDGETPU_CUSTOM_OP:
         return CustomOpError(op, f"{path}: compiled for the Edge TPU; no Edge TPU loaded; {fallback}")
     return CustomOpError(
