@@ -23,8 +23,11 @@ OpenCV chain (what a competent engineer writes, all tables and maps built once p
 * normalise + quantize: ``cv2.LUT`` with a 256-entry display -> int8 code table, written
   straight into the int8 output viewed as uint8.
 
-NumPy chain: the same precomputed table/indices/weights (float32), per frame ``np.take`` +
-TGC + clip, four fancy-index gathers, bilinear blend, normalise, ``np.rint``, clip, ``astype``.
+NumPy chain (``numpy_s``): the same precomputed table/indices/weights (float32), per frame
+``np.take`` + TGC + clip, four fancy-index gathers, bilinear blend, normalise, ``np.rint``, clip,
+``astype``. Also recorded: ``numpy_reference_s``, the float64 reference twin that recomputes the
+geometry every frame (what a first NumPy version looks like), and per-call median and minimum
+with ``threads=2`` (OpenMP; only meaningful on otherwise idle cores).
 """
 from __future__ import annotations
 
@@ -194,6 +197,10 @@ def run_case(name: str, cv2, rounds: int) -> dict:
     t = _interleaved(fns, rounds)
     opencv_s = min(t["opencv"], t.get("opencv_resize", np.inf))
     kernel_only = _kernel_only(pp, frame, g, outs["ours"])
+    kw = dict(scale=SCALE, zero_point=ZERO_POINT, dynamic_range_db=DR)
+    naive = _interleaved({"ref": lambda: reference.preprocess(frame, g, h, w, **kw)}, 3, target_s=0.05)["ref"]
+    pp2 = Preprocessor(h, w, threads=2, **kw)
+    two = [_time(lambda: pp2.run(frame, g, outs["ours"]), 1) for _ in range(300)]
     frame_bytes, out_bytes = frame.nbytes, h * w
     return {
         "case": name,
@@ -206,6 +213,10 @@ def run_case(name: str, cv2, rounds: int) -> dict:
         "speedup_vs_opencv": opencv_s / t["ours"],
         "speedup_vs_numpy": t["numpy"] / t["ours"],
         "ns_per_output_pixel": t["ours"] * 1e9 / (h * w),
+        "numpy_reference_s": naive,
+        "speedup_vs_numpy_reference": naive / t["ours"],
+        "ours_2_threads_median_s": statistics.median(two),
+        "ours_2_threads_min_s": min(two),
         "max_err_lsb": errors,
         "bytes_touched": frame_bytes + out_bytes,
         "lut_bytes": pp.lut_for(g).nbytes,

@@ -21,6 +21,8 @@ def _quant_params(scale, zero_point) -> tuple[float, int]:
         raise ValueError(f"scale={scale!r}: pass the output tensor's scale, a finite number > 0")
     if isinstance(zero_point, bool) or not isinstance(zero_point, numbers.Integral):
         raise TypeError(f"zero_point={zero_point!r}: pass the output tensor's integer zero point")
+    if not -(2**31) < zero_point < 2**31:
+        raise ValueError(f"zero_point={zero_point!r}: pass the output tensor's zero point (an int8/uint8 code)")
     return s, int(zero_point)
 
 

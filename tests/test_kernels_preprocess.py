@@ -198,3 +198,18 @@ def test_constructor_rejects_bad_parameters(kwargs, words):
         Preprocessor(8, 8, **kwargs)
     with pytest.raises(ValueError, match="out_h"):
         Preprocessor(0, 8, scale=1.0, zero_point=0)
+
+
+@pytest.mark.parametrize("dr, tgc", [(10.0, (-120.0, 120.0)), (100.0, (90.0,)), (30.0, (-40.0, 0.0, 40.0))])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_extreme_tgc_and_dynamic_range_keep_one_lsb(dr, tgc, bits):
+    # Large gains force a coarser fixed-point display unit (q) and clamp the int16 log table;
+    # both must stay exact against the float reference.
+    g = make_geometry("phased", bits, tgc)
+    samples = random_frame(g, seed=5)
+    kw = dict(scale=1 / 255, zero_point=-128, dynamic_range_db=dr)
+    ours = Preprocessor(80, 80, **kw)(samples, g)
+    ref = reference.preprocess(samples, g, 80, 80, **kw)
+    assert_within_one_lsb(ours, ref)
+    inside = reference.source_coordinates(g, 80, 80)[2]
+    assert np.unique(ref[inside]).size > 5  # not saturated flat
