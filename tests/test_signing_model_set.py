@@ -155,6 +155,9 @@ def test_cli_sign_verify_keygen_exit_codes(tmp_path, signed, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "this device trusts key" in err[-1]
     assert models_main(["sign", "--manifest", signed["dir"]]) == 2  # --key missing
+    # the positional form the build pipeline uses
+    assert models_main(["sign", "--key", signed["private"], os.path.join(signed["dir"], "manifest.yaml")]) == 0
+    assert models_main(["verify", "--public-key", signed["public"], signed["dir"]]) == 0
     assert models_main([]) == 2
     assert models_main(["list", "--manifest", signed["dir"], "--public-key", signed["public"], "--json"]) == 0
     assert '"signature": "verified"' in capsys.readouterr().out

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     kg.add_argument("--private", required=True, help="where to write the private key (PEM, mode 0600)")
     kg.add_argument("--public", required=True, help="where to write the public key (PEM)")
     kg.add_argument("--force", action="store_true", help="overwrite existing files")
+    for sp in (ls, sg, vf):  # `models sign --key K models/manifest.yaml` works too
+        sp.add_argument("path", nargs="?", help="manifest file or model folder (same as --manifest)")
     for name in EXTERNAL:
         sub.add_parser(name, help="training pipeline (see `firmware-py models %s --help`)" % name, add_help=False)
     return p
@@ -127,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("firmware-py models: choose a command: list, sign, verify, keygen", file=sys.stderr)
         return 2
+    if getattr(args, "path", None):
+        args.manifest = args.path
     try:
         return COMMANDS[args.command](args)
     except FirmwareError as e:
