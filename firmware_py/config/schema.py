@@ -81,6 +81,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     "`none`: CPU only.", choices=("none", "edgetpu", "external")),
         "edgetpu_device": Key("str", "usb", "Edge TPU device: `usb`, `usb:N` or `pci:N`.",
                               pattern=r"(usb|pci)(:\d+)?", pattern_hint="usb, usb:N or pci:N"),
+        "edgetpu_library": Key("str", "libedgetpu.so.1", "Edge TPU runtime library (found on the loader path, "
+                               "or an absolute path)."),
+        "external_name": Key("str", "external", "Key of the external delegate's model builds in the manifest's "
+                             "`files` (e.g. `npu`); tiers without such a build run their CPU twin.",
+                             pattern=r"[a-z][a-z0-9_-]{0,31}", pattern_hint="a lower-case name like npu or rknn"),
         "external_library": Key("str", None, "Path of the external delegate library (`kind: external`).",
                                 nullable=True),
         "external_options": Key("map", {}, "Options passed to the external delegate (string keys)."),

@@ -42,6 +42,7 @@ class Daemon:
         self.sim: SimulatorProcess | None = None
         self.journal: ResultJournal | None = None
         self._sinks: list = []
+        self._reload = threading.Event()
 
     # -- frame path (processing thread) ---------------------------------------------------
     def _preprocessor_for(self, tier):
@@ -147,6 +148,8 @@ class Daemon:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop_event.set())
+        # SIGHUP: re-verify and reload the model set (after an update); a refused set keeps the old one.
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
 
     def snapshot(self, elapsed: float) -> Snapshot:
         stats = self.link.stats() if self.link else {}
@@ -206,6 +209,11 @@ class Daemon:
                     break
                 if self.proc.fatal is not None:
                     break
+                if self._reload.is_set():
+                    self._reload.clear()
+                    ok = self.engine.reload()
+                    log.warning("model set reload %s", "done" if ok else "refused; the previous set stays active")
+                    self.ladder = self.engine.ladder
                 if now >= next_policy:
                     self._policy_step()
                     next_policy = now + POLICY_PERIOD_S
