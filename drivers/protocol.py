@@ -219,17 +219,25 @@ def encode_frame_subheader(seq: int, timestamp_us: int, g: Geometry) -> bytes:
     return sub
 
 
-def encode_frame(seq: int, timestamp_us: int, g: Geometry, samples: np.ndarray,
-                 version: Version = SUPPORTED_MAX) -> bytes:
-    """One FRAME message. samples: (n_lines, n_samples) uint8/uint16 matching g."""
+def encode_frame_parts(seq: int, timestamp_us: int, g: Geometry, samples: np.ndarray,
+                       version: Version = SUPPORTED_MAX) -> tuple[bytes, memoryview, bytes]:
+    """One FRAME message as (header + sub-header, samples, CRC) without copying the samples,
+    for os.writev. samples: (n_lines, n_samples) uint8/uint16 matching g."""
     dtype = np.uint8 if g.bits == 8 else np.dtype("<u2")
     if samples.shape != (g.n_lines, g.n_samples):
         raise ValueError(f"samples shape {samples.shape} does not match geometry ({g.n_lines}, {g.n_samples})")
     if g.tgc_db and version < (1, 1):
         raise ValueError(f"a TGC curve needs protocol 1.1; this link speaks {fmt_version(version)}")
-    data = np.ascontiguousarray(samples, dtype=dtype)
-    return encode_message(MsgType.FRAME, encode_frame_subheader(seq, timestamp_us, g) + data.tobytes(),
-                          version)
+    data = memoryview(np.ascontiguousarray(samples, dtype=dtype)).cast("B")
+    sub = encode_frame_subheader(seq, timestamp_us, g)
+    head = encode_header(MsgType.FRAME, len(sub) + len(data), version) + sub
+    return head, data, HEADER_CRC.pack(crc32c(data, crc32c(head)))
+
+
+def encode_frame(seq: int, timestamp_us: int, g: Geometry, samples: np.ndarray,
+                 version: Version = SUPPORTED_MAX) -> bytes:
+    """One FRAME message. samples: (n_lines, n_samples) uint8/uint16 matching g."""
+    return b"".join(encode_frame_parts(seq, timestamp_us, g, samples, version))
 
 
 def decode_frame_subheader(payload, version: Version):

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import tty
 
 from firmware_py.drivers import protocol as P
 from firmware_py.drivers.faults import FAULT_NAMES, FaultConfig
+from firmware_py.drivers.probe_sim import Expired
 from firmware_py.errors import FirmwareError, UsageError
 
 
@@ -135,6 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     sim = None
     try:
         sim = _make_sim(args)
+        if threading.current_thread() is threading.main_thread():
+            # Own process: blocking writes (fast), and signals that end even a blocked write.
+            # SIGTERM (the daemon's stop) and the --duration backstop alarm raise Expired.
+            sim.blocking_writes = True
+
+            def _expire(*_):
+                sim.stop()
+                raise Expired()
+
+            signal.signal(signal.SIGTERM, _expire)
+            if args.duration is not None:
+                signal.signal(signal.SIGALRM, _expire)
+                signal.setitimer(signal.ITIMER_REAL, args.duration + 1.0)
         if args.pty:
             _serve_pty(sim, args)
         elif args.fd is not None:
@@ -160,11 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     except FirmwareError as exc:
         print(f"probe-sim: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Expired):
         return 0
     except OSError as exc:
         print(f"probe-sim: {exc}", file=sys.stderr)
         return 1
     finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.setitimer(signal.ITIMER_REAL, 0)
         if sim is not None:
             sim.close()
