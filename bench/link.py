@@ -6,6 +6,8 @@ Method (all in one run, so the ratios compare like with like on a shared machine
   512 KiB: 256 x 1024 x 16 bit), fed through get_buffer()/buffer_updated() in the chunk size a
   pseudo-terminal delivers per read (measured below) and in 64 KiB chunks; every frame released
   at once. The copy into the parser's buffer is included (it stands for the kernel's copy).
+  Parser and CRC figures are the best of 5 passes of 4-8 MiB within a round (CPU cost; a shared
+  machine's preemption only adds time).
 * ``crc_MBps``: crc32c alone over the same frame bytes, one call per frame.
 * ``raw_pty_MBps``: a writer process writes 1 MiB blocks into a pty master as fast as it can;
   this process reads the slave with os.readv into one preallocated buffer. The line's ceiling.
@@ -62,7 +64,17 @@ def _stream(size_key: str, n_frames: int) -> tuple[bytes, int]:
     return b"".join(msgs), len(msgs[0])
 
 
+def best_of(fn, passes: int = 5) -> float:
+    """Fastest of a few passes: on a shared machine preemption only ever adds time, so the best
+    pass is the closest estimate of the CPU cost itself."""
+    return max(fn() for _ in range(passes))
+
+
 def parser_mbps(stream: bytes, chunk: int, frame_len: int) -> float:
+    return best_of(lambda: _parser_pass(stream, chunk, frame_len))
+
+
+def _parser_pass(stream: bytes, chunk: int, frame_len: int) -> float:
     from firmware_py.drivers.buffers import BufferPool
     from firmware_py.drivers.parser import FrameParser
 
@@ -83,6 +95,10 @@ def parser_mbps(stream: bytes, chunk: int, frame_len: int) -> float:
 
 
 def crc_mbps(stream: bytes, frame_len: int) -> float:
+    return best_of(lambda: _crc_pass(stream, frame_len))
+
+
+def _crc_pass(stream: bytes, frame_len: int) -> float:
     from firmware_py.drivers.protocol import crc32c
 
     mv = memoryview(stream)
@@ -172,7 +188,7 @@ def link_run(size_key: str, seconds: float) -> tuple[float, float, dict]:
 
 
 def run(seconds: float, repeats: int) -> dict:
-    streams = {k: _stream(k, 64 if k == "64KiB" else 16) for k in SIZES}
+    streams = {k: _stream(k, 128 if k == "64KiB" else 16) for k in SIZES}
     rounds: dict[str, list[float]] = {}
 
     def add(key, value):
@@ -214,6 +230,10 @@ def run(seconds: float, repeats: int) -> dict:
     out["raw_reader_cpu_fraction"] = round(med["raw_reader_cpu_fraction"], 3)
     out["pty_bytes_per_read"] = round(statistics.median(chunk_sizes))
     out["targets"] = {"parser_cpu_fraction_at_pty_bandwidth": "< 0.10", "link_vs_raw_pty": ">= 0.8"}
+    out["meets_targets"] = {
+        "parser_cpu_fraction_at_pty_bandwidth": all(v < 0.10 for v in out["parser_cpu_fraction_at_pty_bandwidth"].values()),
+        "link_vs_raw_pty": all(v >= 0.8 for v in out["link_vs_raw_pty"].values()),
+    }
     out["rounds"] = {k: [round(x, 3) for x in v] for k, v in rounds.items()}
     out["config"] = {"seconds_per_window": seconds, "repeats": repeats, "frames": {
         k: {"kind": v[0], "lines": v[1], "samples": v[2], "bits": v[3]} for k, v in SIZES.items()}}

@@ -15,8 +15,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from firmware_py.drivers import protocol as P
 from firmware_py.drivers.faults import FaultConfig, FaultInjector
 from firmware_py.drivers.parser import FrameParser, Message
@@ -354,18 +352,3 @@ class ProbeSimulator:
                 break
             self._poll_input(min(left, 0.05))
 
-
-def write_raw(fd: int, data: bytes, stop: threading.Event | None = None) -> None:
-    """Write all of ``data`` to a non-blocking fd (used by replay)."""
-    mv = memoryview(data)
-    while mv:
-        try:
-            mv = mv[os.write(fd, mv):]
-        except BlockingIOError:
-            if stop is not None and stop.is_set():
-                return
-            select.select([], [fd], [], 0.1)
-
-
-def random_bytes(rng: np.random.Generator, n: int) -> bytes:
-    return rng.integers(0, 256, n, dtype=np.uint8).tobytes()

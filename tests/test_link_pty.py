@@ -7,7 +7,6 @@ import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
 from conftest_drivers import Collector, SimThread, pty_pair, wait_for
-from firmware_py.drivers import protocol as P
 from firmware_py.drivers.link import CommandRejected, ProbeLink, find_port
 from firmware_py.drivers.probe_sim import ProbeSimulator
 from firmware_py.drivers.sources import PhantomSource

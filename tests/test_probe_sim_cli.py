@@ -127,3 +127,40 @@ def test_in_process_fd_mode_runs_and_ends_by_frames(argv):
             link.stop()
             t.join(10)
     assert rc["rc"] == 0
+
+
+def test_replay_cli_plays_a_recording_back(tmp_path):
+    import threading
+
+    from conftest_drivers import SimThread
+    from firmware_py.drivers.probe_sim import ProbeSimulator
+    from firmware_py.drivers.sources import PhantomSource
+
+    rec = str(tmp_path / "session.rec")
+    with pty_pair() as (master, _slave, path):
+        st = SimThread(ProbeSimulator(PhantomSource.from_options("convex", 8, 16, 16), fps=100,
+                                      telemetry_hz=20), master, max_frames=10)
+        first = Collector(keep_samples=True)
+        link = ProbeLink(path, record_path=rec, record_max_bytes=1 << 20)
+        link.start(first)
+        try:
+            assert wait_for(lambda: len(first.frames) >= 10)
+        finally:
+            link.stop()
+            st.stop()
+    with pty_pair() as (master, _slave, path):
+        rc = {}
+        t = threading.Thread(target=lambda: rc.setdefault("rc", main(["--fd", str(master), "--replay", rec])))
+        t.start()
+        second = Collector(keep_samples=True)
+        link = ProbeLink(path)
+        link.start(second)
+        try:
+            assert wait_for(lambda: len(second.frames) >= 10)
+            t.join(10)
+        finally:
+            link.stop()
+    assert rc["rc"] == 0
+    assert second.seqs == first.seqs
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(first.frames, second.frames))
+    assert link.stats()["battery_pct"] is not None  # the recorded telemetry is replayed too
