@@ -100,7 +100,13 @@ class Preprocessor:
         self.fill = _finite("fill", fill, lo=0.0, hi=255.0)
         self.speckle_filter = bool(speckle_filter)
         self.threads = _positive_int("threads", threads, 256)
-        # Display value d maps to the code rint(d * a + b), saturated to int8.
+        if (1.0 + abs(self.mean)) / (self.std * self.scale) + 128 > 2.0**21:
+            raise ValueError(
+                f"scale={scale!r} with std={std!r} maps one display level to more than 2**21 codes: "
+                "pass the model input tensor's real quantization scale (about 1/255 for [0, 1] inputs)"
+            )
+        # Display value d maps to the code rint(d * a + b), saturated to int8 (the kernel's
+        # rounding trick needs |d * a + b| < 2**22, guaranteed by the check above).
         self._a = np.float32(1.0 / (255.0 * self.std * self.scale))
         self._b = np.float32(-self.mean / (self.std * self.scale) + self.zero_point)
         self._fill_code = self.fill_code

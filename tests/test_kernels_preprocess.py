@@ -191,6 +191,7 @@ def test_wrapper_rejects_bad_input_with_what_to_pass():
         (dict(scale=1.0, zero_point=0, dynamic_range_db=-5), "dynamic_range_db"),
         (dict(scale=1.0, zero_point=0, threads=0), "threads"),
         (dict(scale="x", zero_point=0), "scale"),
+        (dict(scale=1e-9, zero_point=0), "real quantization scale"),
     ],
 )
 def test_constructor_rejects_bad_parameters(kwargs, words):
