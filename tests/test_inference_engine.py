@@ -136,6 +136,14 @@ def test_unknown_tier_and_task(models, engine):
         engine.request_tier("nope")
     with pytest.raises(ModelError, match="no tier for task 'detect'"):
         Engine(models["dir"], public_key=models["public"], task="detect")
+    # the task is fixed for the engine's life: the daemon's preprocessing and ladder follow it
+    with pytest.raises(ModelError, match=r"tier 'seg' is a segment tier but this engine runs the classify ladder"):
+        engine.request_tier("seg")
+    seg = Engine(models["dir"], public_key=models["public"], start_tier="seg")
+    try:
+        assert seg.task == "segment" and seg.ladder == ["seg"]
+    finally:
+        seg.close()
 
 
 def test_ladder_and_status(engine):
@@ -188,6 +196,60 @@ def test_swap_under_a_steady_frame_stream_loses_no_frame(engine):
         ref = ref_large[i] if out.tier == "cls-large" else ref_small[i]
         assert out.label == LABELS[int(np.argmax(ref))]
     assert engine.status()["resident"] == ["cls-large", "cls-small"]
+
+
+def hold_background_loads(engine, monkeypatch) -> threading.Event:
+    """Tier loads on any thread but the test's wait until the returned Event is set.
+
+    A load done on the frame path (the caller's thread) is not held, so a test that sees frames
+    run while a load is held proves the load happens off the frame path.
+    """
+    release, test_thread = threading.Event(), threading.get_ident()
+    real = engine._build_slot
+
+    def held(tier):
+        if threading.get_ident() != test_thread and not release.wait(60):
+            raise ModelError("test: held load never released")
+        return real(tier)
+
+    monkeypatch.setattr(engine, "_build_slot", held)
+    return release
+
+
+def test_frames_keep_running_on_the_current_tier_while_the_next_one_loads(engine, monkeypatch):
+    release = hold_background_loads(engine, monkeypatch)
+    fut = engine.request_tier("cls-large")
+    for _ in range(25):  # however long the load and warm-up take, no frame waits for them
+        x = frame()
+        engine.input_view()[...] = x
+        out = engine.invoke()
+        assert out.tier == "cls-small"
+        assert out.label == LABELS[int(np.argmax(reference_output("cls_int8.tflite", x)))]
+    assert not fut.done()
+    release.set()
+    assert fut.result(30) == "cls-large"
+    tiers = []
+    for _ in range(2):
+        engine.input_view()[...] = 0
+        tiers.append(engine.invoke().tier)
+    assert tiers == ["cls-small", "cls-large"]  # the frame running when it became ready finishes on its tier
+
+
+def test_a_load_still_running_when_the_set_is_reloaded_is_discarded(engine, models, monkeypatch):
+    from firmware_py.inference.signing import sign_model_set
+
+    release = hold_background_loads(engine, monkeypatch)
+    fut = engine.request_tier("cls-large")
+    sign_model_set(models["dir"], models["private"])
+    assert engine.reload() is True
+    reloaded = engine._active
+    release.set()  # the load built from the replaced set finishes only now
+    with pytest.raises(ModelError, match="model set was reloaded while it loaded; request it again"):
+        fut.result(30)
+    for _ in range(2):
+        engine.input_view()[...] = 0
+        assert engine.invoke().tier == "cls-small"
+    assert engine._active is reloaded and engine.status()["resident"] == ["cls-small"]
 
 
 def test_latest_request_wins_over_a_load_still_running(engine):
@@ -252,10 +314,15 @@ def test_from_config_accepts_the_daemon_config_object(models):
 def test_reload_swaps_to_the_reloaded_tier_between_frames(engine, models):
     from firmware_py.inference.signing import sign_model_set
 
-    old_slot = engine._active
+    engine.request_tier("cls-large", wait=True)
+    engine.request_tier("cls-small", wait=True)
+    old_slots = dict(engine._resident)
+    assert sorted(old_slots) == ["cls-large", "cls-small"]
     sign_model_set(models["dir"], models["private"])  # same set, re-signed: a reload still rebuilds
     assert engine.reload() is True
     engine.input_view()[...] = 3
     out = engine.invoke()
-    assert out.tier == "cls-small" and engine._active is not old_slot
-    assert old_slot.cpu.interpreter is None  # the replaced runtime was released, not leaked
+    assert out.tier == "cls-small" and engine._active is not old_slots["cls-small"]
+    # every runtime of the replaced set was released, the active one and the warm spare alike
+    assert all(s.cpu.interpreter is None for s in old_slots.values())
+    assert engine.status()["resident"] == ["cls-small"]

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data"))
-from model_sets import build_fake_npu, file_entry, make_model_set  # noqa: E402
+from model_sets import build_fake_npu_or_skip, file_entry, make_model_set, tier_entry  # noqa: E402
 
 from firmware_py.drivers.accelerator import DelegateLoader  # noqa: E402
 from firmware_py.errors import ModelError  # noqa: E402
@@ -16,6 +16,11 @@ from firmware_py.inference.manifest import load_manifest  # noqa: E402
 from firmware_py.inference.validate import ModelCheckError, read_verified  # noqa: E402
 
 GOOD = {"name": "good", "cpu": "cls_int8.tflite", "rank": 0}
+
+
+@pytest.fixture(scope="module")
+def npu_lib(tmp_path_factory):
+    return build_fake_npu_or_skip(str(tmp_path_factory.mktemp("delegate")))
 
 
 def one_bad_tier(tmp_path, bad: dict, **kw):
@@ -59,6 +64,32 @@ def test_16x8_quantization_is_unsupported(tmp_path):
     assert "int16" in msg and "unsupported" in msg
 
 
+def test_a_refused_tier_is_not_rebuilt_until_a_reload_brings_a_new_set(tmp_path):
+    """The daemon's policy re-requests its target every period: one refusal, not one a second."""
+    from firmware_py.inference.signing import sign_model_set
+
+    s, events, eng = one_bad_tier(tmp_path, {"cpu": "cls_float.tflite", "io_from": "cls_int8.tflite"})
+    try:
+        for _ in range(3):
+            with pytest.raises(ModelError, match="float model"):
+                eng.request_tier("bad").result(10)
+        assert [e["kind"] for e in events].count("tier_refused") == 1
+        # the fixed build arrives as a signed update: the tier gets a fresh chance
+        with open(os.path.join(s["dir"], "cls_float.tflite"), "wb") as f:
+            f.write(open(os.path.join(s["dir"], "cls_int8.tflite"), "rb").read())
+        mpath = os.path.join(s["dir"], "manifest.yaml")
+        doc = yaml.safe_load(open(mpath))
+        doc["tiers"][1] = tier_entry(s["dir"], "bad", "cls_float.tflite", rank=1)
+        yaml.safe_dump(doc, open(mpath, "w"), sort_keys=False)
+        sign_model_set(s["dir"], s["private"])
+        assert eng.reload() is True and eng.status()["refused"] == {}
+        assert eng.request_tier("bad", wait=True).result() == "bad"
+        eng.input_view()[...] = 0
+        assert eng.invoke().tier == "bad"
+    finally:
+        eng.close()
+
+
 def test_quantization_differing_from_manifest_is_refused(tmp_path):
     s = make_model_set(str(tmp_path / "models"), [GOOD, {"name": "bad", "cpu": "cls_int8_b.tflite", "rank": 1}])
     path = os.path.join(s["dir"], "manifest.yaml")
@@ -81,14 +112,11 @@ def test_edgetpu_model_as_cpu_twin_is_refused(tmp_path):
     assert "compiled for the Edge TPU; no Edge TPU loaded; it cannot be the CPU twin" in msg
 
 
-def test_edgetpu_build_with_no_edgetpu_runs_the_cpu_twin(tmp_path):
+def test_edgetpu_build_with_no_edgetpu_runs_the_cpu_twin(tmp_path, npu_lib):
     """A tier whose accelerator build holds edgetpu-custom-op, with a delegate that cannot run it."""
-    lib = build_fake_npu(str(tmp_path))
-    if lib is None:
-        pytest.skip("gcc not installed: cannot build the test delegate")
     s = make_model_set(str(tmp_path / "models"), [
         {"name": "t", "cpu": "cls_int8.tflite", "accel": {"external": "cls_edgetpu.tflite"}}])
-    loader = DelegateLoader("external", library=lib, interp=interpreter_backend())
+    loader = DelegateLoader("external", library=npu_lib, interp=interpreter_backend())
     events = []
     eng = Engine(s["dir"], public_key=s["public"], accelerator=loader, on_event=events.append)
     try:
@@ -185,10 +213,7 @@ def test_every_truncation_point_is_refused_before_the_interpreter(name):
             check_flatbuffer(data[:cut], name)
 
 
-def test_other_custom_op_without_its_delegate_names_the_op(tmp_path):
-    lib = build_fake_npu(str(tmp_path))
-    if lib is None:
-        pytest.skip("gcc not installed: cannot build the test delegate")
+def test_other_custom_op_without_its_delegate_names_the_op(tmp_path, npu_lib):
     s = make_model_set(str(tmp_path / "models"), [
         {"name": "t", "cpu": "cls_int8.tflite", "accel": {"external": "cls_edgetpu.tflite"}}])
     path = os.path.join(s["dir"], "cls_edgetpu.tflite")
@@ -202,7 +227,7 @@ def test_other_custom_op_without_its_delegate_names_the_op(tmp_path):
     from firmware_py.inference.signing import sign_model_set
 
     sign_model_set(s["dir"], s["private"])
-    loader = DelegateLoader("external", library=lib, interp=interpreter_backend())
+    loader = DelegateLoader("external", library=npu_lib, interp=interpreter_backend())
     eng = Engine(s["dir"], public_key=s["public"], accelerator=loader)
     try:
         eng.input_view()[...] = 0

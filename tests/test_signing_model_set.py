@@ -188,6 +188,28 @@ def test_dev_key_verifies_the_committed_model_set_when_present():
     assert manifest.tiers
 
 
+def test_signed_update_without_the_running_task_keeps_the_last_good_set(signed):
+    """A valid, signed set that has no tier for the engine's task: refused in one line, not a crash."""
+    eng = Engine(signed["dir"], public_key=signed["public"])
+    try:
+        good = eng.models.digest
+        path = os.path.join(signed["dir"], "manifest.yaml")
+        doc = yaml.safe_load(open(path))
+        for t in doc["tiers"]:
+            t.update(task="segment", output={**t["output"], "decode": "argmax"})
+            t["output"].pop("threshold")
+        yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
+        assert models_main(["sign", "--key", signed["private"], "--manifest", signed["dir"]]) == 0
+        assert eng.reload() is False
+        assert eng.models.digest == good and eng.manifest.ladder("classify")
+        assert eng.events.recent[-1]["kind"] == "reload_failed"
+        assert "no tier for task 'classify'" in eng.events.recent[-1]["message"]
+        eng.input_view()[...] = 0
+        assert eng.invoke().tier == "cls-small"
+    finally:
+        eng.close()
+
+
 def test_signed_update_whose_tiers_cannot_load_keeps_the_last_good_set(signed):
     """Correctly signed, but the new build is a float model: refused at load, old set kept."""
     eng = Engine(signed["dir"], public_key=signed["public"])

@@ -83,16 +83,16 @@ class Engine(AcceleratorFailover):
         self._interp = interpreter_backend()
         self.models = ModelSet(models, public_key, self.events)
         self.models.load()  # raises SecurityError/ModelError when there is no good set at all
+        if task is None and start_tier not in (None, "auto"):
+            task = self.manifest.tier(start_tier).task
         self.task = task or (self.manifest.tiers[0].task if not self.manifest.ladder("classify") else "classify")
-        if not self.manifest.ladder(self.task):
-            raise ModelError(f"{self.manifest.path}: no tier for task {self.task!r}; set models.task to one of "
-                             f"{sorted({t.task for t in self.manifest.tiers})}")
         self._lock = threading.Lock()
         self._resident: OrderedDict[str, TierSlot] = OrderedDict()
         self._pending: TierSlot | None = None
         self._wanted: str | None = None
         self._loading: dict[str, Future] = {}
-        self._bad: dict[str, str] = {}  # tier name -> why it was refused
+        self._bad: dict[str, str] = {}  # tier name -> why it was refused (until the next reload)
+        self._generation = 0  # bumped by reload(): loads started before it are discarded
         self._frame_rt: TierRuntime | None = None
         self._frame_open = False
         self._reattach: threading.Thread | None = None
@@ -147,15 +147,28 @@ class Engine(AcceleratorFailover):
     def manifest(self) -> Manifest:
         return self.models.manifest
 
+    def _task_tier(self, name: str) -> Tier:
+        """The tier `name` of the current manifest, refused when it is not on this engine's ladder.
+
+        The task is fixed for the engine's life: the daemon's preprocessing, policy ladder and
+        result format follow it, so neither a request nor a model-set update may change it.
+        """
+        tier = self.manifest.tier(name)
+        if tier.task != self.task:
+            raise ModelError(f"{self.manifest.path}: tier {name!r} is a {tier.task} tier but this engine runs "
+                             f"the {self.task} ladder {self.ladder}; request one of those or set models.task")
+        return tier
+
     def _load_start(self, name: str | None) -> TierSlot:
         m = self.manifest
-        if name is None:
-            candidates = m.ladder(self.task)
-        else:
-            wanted = m.tier(name)
-            ladder = m.ladder(wanted.task)
+        candidates = m.ladder(self.task)
+        if not candidates:  # a bad task setting, or a signed update that dropped this task's ladder
+            raise ModelError(f"{m.path}: no tier for task {self.task!r}; set models.task to one of "
+                             f"{sorted({t.task for t in m.tiers})}")
+        if name is not None:
+            wanted = self._task_tier(name)
             # the requested tier first, then its neighbours by distance on the ladder
-            candidates = sorted(ladder, key=lambda t: (abs(t.rank - wanted.rank), t.rank))
+            candidates = sorted(candidates, key=lambda t: (abs(t.rank - wanted.rank), t.rank))
         errors = []
         for tier in candidates:
             try:
@@ -239,7 +252,9 @@ class Engine(AcceleratorFailover):
 
         Returns a Future resolving to the tier name once it is loaded and warm (it is swapped in
         only if it is still the latest request; otherwise it stays resident within the memory
-        budget), or to the ModelError that refused it (the current tier stays active).
+        budget), or to the ModelError that refused it (the current tier stays active). A refused
+        tier is not loaded again until reload() brings a new model set; a load still running when
+        reload() replaces the set is discarded (its Future gets a ModelError).
         wait=True blocks until then, raises that ModelError, and swaps at once when no frame is
         open (selftests, tools); the daemon's policy thread should not wait.
         """
@@ -250,13 +265,19 @@ class Engine(AcceleratorFailover):
         return fut
 
     def _request(self, name: str) -> Future:
-        tier = self.manifest.tier(name)
+        tier = self._task_tier(name)
         fut: Future = Future()
         with self._lock:
             self._wanted = name  # the latest request wins over loads still running for older ones
             if self._active.tier.name == name:
                 self._pending = None
                 fut.set_result(name)
+                return fut
+            if name in self._bad:
+                # Refused already: its files cannot change without a reload (which clears this),
+                # and the policy re-requests every period; rebuilding would re-hash the file and
+                # log the same refusal each time.
+                fut.set_exception(ModelError(self._bad[name]))
                 return fut
             if name in self._resident and not self._wants_accel(self._resident[name]):
                 self._pending = self._resident[name]
@@ -265,7 +286,9 @@ class Engine(AcceleratorFailover):
             if name in self._loading:
                 return self._loading[name]
             self._loading[name] = fut
-        threading.Thread(target=self._load_for_swap, args=(tier, fut), name=f"load-{name}", daemon=True).start()
+            generation = self._generation
+        threading.Thread(target=self._load_for_swap, args=(tier, fut, generation), name=f"load-{name}",
+                         daemon=True).start()
         return fut
 
     def _wants_accel(self, slot: TierSlot) -> bool:
@@ -273,17 +296,28 @@ class Engine(AcceleratorFailover):
         acc = self.accelerator
         return acc is not None and acc.loaded and slot.accel is None and acc.key in slot.tier.files
 
-    def _load_for_swap(self, tier: Tier, fut: Future) -> None:
+    def _load_for_swap(self, tier: Tier, fut: Future, generation: int) -> None:
         lower_thread_priority()  # the frame path keeps the cores while the next tier loads and warms
         try:
             slot = self._build_slot(tier)
         except ModelError as e:
             with self._lock:
-                self._loading.pop(tier.name, None)
+                if self._loading.get(tier.name) is fut:
+                    del self._loading[tier.name]
+                if generation != self._generation:
+                    self._bad.pop(tier.name, None)  # a refusal of the replaced set says nothing of the new one
             fut.set_exception(e)
             return
         with self._lock:
-            self._loading.pop(tier.name, None)
+            if self._loading.get(tier.name) is fut:
+                del self._loading[tier.name]
+            superseded = generation != self._generation
+        if superseded:  # built from the model set a reload replaced: never swap it in
+            slot.close()
+            fut.set_exception(ModelError(f"tier {tier.name}: the model set was reloaded while it loaded; "
+                                         "request it again"))
+            return
+        with self._lock:
             stale = self._resident.get(tier.name)
             self._resident[tier.name] = slot
             evicted = []
@@ -335,17 +369,23 @@ class Engine(AcceleratorFailover):
         """Re-verify the model set on disk; on success reload the active tier from it.
 
         On any failure the last known good set and the active tier stay in use (returns False).
+        The new tier loads and warms on the calling thread (not the frame thread); it is swapped
+        in between two frames and the tiers of the replaced set are released.
         """
         if not self.models.load():
             return False
         name = self._active.tier.name
         try:
-            self.manifest.tier(name)
+            self._task_tier(name)
         except ModelError:
-            name = None
+            name = None  # gone from the new set (or moved to another task): start from its ladder
         with self._lock:
+            # Loads requested before now read the old set: _load_for_swap drops what they build.
+            self._generation += 1
+            self._loading.clear()
             old = list(self._resident.values())
             self._resident.clear()
+            bad, self._bad = self._bad, {}  # the new set gets a fresh chance
         try:
             slot = self._load_start(name)
         except ModelError as e:
@@ -354,10 +394,16 @@ class Engine(AcceleratorFailover):
             with self._lock:
                 for s in old:
                     self._resident[s.tier.name] = s
+                self._bad = bad
             return False
         with self._lock:
             self._resident[slot.tier.name] = slot
             self._pending = slot
+            self._wanted = slot.tier.name
+            active = self._active
+        for s in old:
+            if s is not active:  # the active one is released when the swap replaces it
+                s.close()
         self._swap_in_pending(only_if_idle=True)
         return True
 
