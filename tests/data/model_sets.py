@@ -116,13 +116,32 @@ def build_fake_npu(out_dir: str) -> str | None:
     return lib
 
 
-def fake_npu_invocations(lib: str) -> int:
-    """How many times the delegate's kernel ran in this process (dlopen returns the same handle)."""
+def build_fake_npu_or_skip(out_dir: str) -> str:
+    """build_fake_npu(), skipping the calling test (with the reason) when gcc is absent."""
+    import pytest
+
+    lib = build_fake_npu(out_dir)
+    if lib is None:
+        pytest.skip("gcc not installed: cannot build the test delegate")
+    return lib
+
+
+def _fake_npu_counter(lib: str, name: str) -> int:
     import ctypes
 
-    handle = ctypes.CDLL(lib)
-    handle.fake_npu_invocations.restype = ctypes.c_long
-    return int(handle.fake_npu_invocations())
+    fn = getattr(ctypes.CDLL(lib), name)  # dlopen returns the handle the interpreter loaded
+    fn.restype = ctypes.c_long
+    return int(fn())
+
+
+def fake_npu_invocations(lib: str) -> int:
+    """How many times the delegate's kernel ran in this process."""
+    return _fake_npu_counter(lib, "fake_npu_invocations")
+
+
+def fake_npu_hanging(lib: str) -> int:
+    """How many delegate invokes are hanging on hang_file right now."""
+    return _fake_npu_counter(lib, "fake_npu_hanging")
 
 
 def reference_output(model: str, frame) -> np.ndarray:

@@ -9,7 +9,8 @@
  * and runs them itself: a RESHAPE is a byte copy, so the results are exactly the CPU's and the
  * tests can compare them. It fails on demand, like a USB accelerator that is unplugged or hangs:
  *   fail_file=PATH   while PATH exists, the delegate kernel's invoke returns kTfLiteError
- *   hang_file=PATH   while PATH exists, invoke sleeps hang_ms (default 2000) before copying
+ *   hang_file=PATH   while PATH exists, invoke hangs (until PATH is removed, at most hang_ms,
+ *                    default 2000) before copying; fake_npu_hanging() counts invokes hanging now
  *   fail_create=1    tflite_plugin_create_delegate returns NULL (load_delegate raises)
  * fake_npu_invocations() counts kernel invocations so a test can prove the delegate ran.
  *
@@ -133,8 +134,10 @@ typedef struct {
 } FakeNpuOptions;
 
 static volatile long g_invocations = 0;
+static long g_hanging = 0; /* atomic: worker threads of several interpreters may hang at once */
 
 long fake_npu_invocations(void) { return g_invocations; }
+long fake_npu_hanging(void) { return __atomic_load_n(&g_hanging, __ATOMIC_SEQ_CST); }
 
 static bool exists(const char *path) { return path[0] != '\0' && access(path, F_OK) == 0; }
 
@@ -158,7 +161,13 @@ static TfLiteStatus kernel_invoke(TfLiteContext *ctx, TfLiteNode *node) {
     ctx->ReportError(ctx, "fake-npu: device lost (fail_file present)");
     return kTfLiteError;
   }
-  if (opt != NULL && exists(opt->hang_file)) usleep((useconds_t)opt->hang_ms * 1000u);
+  if (opt != NULL && exists(opt->hang_file)) {
+    /* Wedged until the test "replugs" (removes the file): the test then knows the invoke is
+     * still inside the device when the engine gives up on it, with no timing assumption. */
+    __atomic_add_fetch(&g_hanging, 1, __ATOMIC_SEQ_CST);
+    for (int waited_ms = 0; waited_ms < opt->hang_ms && exists(opt->hang_file); ++waited_ms) usleep(1000);
+    __atomic_sub_fetch(&g_hanging, 1, __ATOMIC_SEQ_CST);
+  }
   /* The claimed nodes are RESHAPEs: copy the data input (not the int32 shape) to the output. */
   for (int o = 0; o < node->outputs->size; ++o) {
     TfLiteTensor *out = &ctx->tensors[node->outputs->data[o]];
