@@ -24,7 +24,6 @@ EDGETPU_LIBRARY = {
     "Windows": "edgetpu.dll",
 }.get(platform.system(), "libedgetpu.so.1")
 _DEVICE = re.compile(r"^(usb|pci)(:\d+)?$")
-KINDS = ("none", "edgetpu", "external")
 
 
 class DelegateLoader:

@@ -53,22 +53,13 @@ def interpreter_backend(candidates: tuple[str, ...] = CANDIDATES) -> Interpreter
     global _chosen
     with _lock:
         if _chosen is None:
-            for name in candidates:
-                found = _try(name)
-                if found is not None:
-                    _chosen = found
-                    log.info("TFLite interpreter backend: %s %s", found.name, found.version)
-                    break
-            else:
-                raise NoInterpreterError(
-                    "no TFLite interpreter installed: pip install tflite-runtime (Python <= 3.11, numpy<2) "
-                    "or ai-edge-litert"
-                )
+            _chosen = find_backend(candidates)
+            log.info("TFLite interpreter backend: %s %s", _chosen.name, _chosen.version)
         return _chosen
 
 
 def find_backend(candidates: tuple[str, ...]) -> InterpreterBackend:
-    """Like interpreter_backend() but without caching: for tests and diagnostics."""
+    """The first importable candidate, not cached (interpreter_backend() caches; tests, diagnostics)."""
     for name in candidates:
         found = _try(name)
         if found is not None:

@@ -121,7 +121,7 @@ class Engine(AcceleratorFailover):
             public_key=public_key,
             task=models.get("task"),
             start_tier=models.get("start_tier"),
-            threads=int(acc.get("cpu_threads", 1) or 1),
+            threads=int(acc.get("cpu_threads", 2) or 2),  # default as in the config schema
             accelerator=loader,
             memory_budget_mb=float(models.get("memory_budget_mb", 64.0)),
             invoke_deadline_ms=acc.get("invoke_deadline_ms", 1000.0),
@@ -311,11 +311,11 @@ class Engine(AcceleratorFailover):
         with self._lock:
             if self._loading.get(tier.name) is fut:
                 del self._loading[tier.name]
-            superseded = generation != self._generation
-        if superseded:  # built from the model set a reload replaced: never swap it in
+            dropped = ("the engine was closed" if self._closed else
+                       "the model set was reloaded" if generation != self._generation else None)
+        if dropped:  # never swap in a tier of a replaced set, nor keep one after close()
             slot.close()
-            fut.set_exception(ModelError(f"tier {tier.name}: the model set was reloaded while it loaded; "
-                                         "request it again"))
+            fut.set_exception(ModelError(f"tier {tier.name}: {dropped} while it loaded; request it again"))
             return
         with self._lock:
             stale = self._resident.get(tier.name)

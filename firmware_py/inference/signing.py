@@ -59,12 +59,16 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def load_public_key(path: str) -> Ed25519PublicKey:
+def _read_key(path: str, what: str, fix: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as e:
-        raise ModelError(f"{path}: cannot read the public key ({e.strerror}); set models.public_key") from None
+        raise ModelError(f"{path}: cannot read the {what} ({e.strerror}); {fix}") from None
+
+
+def load_public_key(path: str) -> Ed25519PublicKey:
+    data = _read_key(path, "public key", "set models.public_key to the trusted key's PEM file")
     try:
         key = serialization.load_pem_public_key(data) if data.lstrip().startswith(b"-----") else (
             Ed25519PublicKey.from_public_bytes(data) if len(data) == 32 else None)
@@ -76,11 +80,7 @@ def load_public_key(path: str) -> Ed25519PublicKey:
 
 
 def load_private_key(path: str) -> Ed25519PrivateKey:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read the private key ({e.strerror})") from None
+    data = _read_key(path, "private key", "pass the signer's PEM file with --key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
