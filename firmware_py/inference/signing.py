@@ -68,7 +68,7 @@ def _read_key(path: str, what: str, fix: str) -> bytes:
 
 
 def load_public_key(path: str) -> Ed25519PublicKey:
-    data = _read_key(path, "public key", "set models.public_key to the trusted key's PEM file")
+    data = _read_key(path, "public key", "set models.public_key (or --public-key) to the trusted key's PEM file")
     try:
         key = serialization.load_pem_public_key(data) if data.lstrip().startswith(b"-----") else (
             Ed25519PublicKey.from_public_bytes(data) if len(data) == 32 else None)
