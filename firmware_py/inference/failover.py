@@ -85,7 +85,9 @@ class AcceleratorFailover:
         acc = self.accelerator
         while not self._closing.wait(delay):
             next_delay = min(delay * 2, max_delay)
-            if not acc.reload():
+            # Reload only when the delegate is gone: after a swap during re-attach it is loaded
+            # already, and a second delegate would open the same device twice.
+            if not acc.loaded and not acc.reload():
                 self.events.emit("accelerator_reattach_failed", f"{acc.error}; next try in {next_delay:g} s")
                 delay = next_delay
                 continue
