@@ -84,6 +84,9 @@ class Preprocessor:
     speckle_filter : 3x3 median on the output grid after interpolation (second pass over the
         int8 codes, an H x W scratch buffer; the median commutes with the monotone quantization).
     threads : OpenMP threads over output rows (1 = run on the calling thread only).
+
+    One instance per processing thread: ``run`` reuses one scratch buffer and swaps the cached
+    LUT on a geometry change, so concurrent calls on the same instance would race.
     """
 
     def __init__(self, out_h, out_w, *, scale, zero_point, dynamic_range_db=60.0, mean=0.0, std=1.0,
