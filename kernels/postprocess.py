@@ -9,7 +9,13 @@ import numbers
 import numpy as np
 
 from firmware_py.geometry import Geometry
-from firmware_py.kernels import _postprocess
+try:
+    from firmware_py.kernels import _postprocess
+except ImportError as exc:  # a source checkout without the compiled extension
+    raise ImportError(
+        f"firmware_py.kernels._postprocess is not compiled ({exc}): run "
+        "`python setup.py build_ext --inplace` (or `pip install -e .`) in the repository"
+    ) from exc
 
 
 def _quant_params(scale, zero_point) -> tuple[float, int]:

@@ -12,7 +12,13 @@ import numbers
 import numpy as np
 
 from firmware_py.geometry import Geometry
-from firmware_py.kernels import _preprocess
+try:
+    from firmware_py.kernels import _preprocess
+except ImportError as exc:  # a source checkout without the compiled extension
+    raise ImportError(
+        f"firmware_py.kernels._preprocess is not compiled ({exc}): run "
+        "`python setup.py build_ext --inplace` (or `pip install -e .`) in the repository"
+    ) from exc
 from firmware_py.kernels.scan_lut import ScanLUT, build_scan_lut
 
 _MAX_GRID = 4096
