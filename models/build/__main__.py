@@ -19,7 +19,7 @@ def _ints(text):
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="python -m firmware_py.models.build",
+    ap = argparse.ArgumentParser(prog="firmware-py models build",
                                  description="reproduce the shipped int8 tiers from the data")
     ap.add_argument("--data", required=True, help="../shared/data (busi/ and ddti/) or one dataset folder")
     ap.add_argument("--tasks", default="busi,ddti", help="comma list of busi, ddti")

@@ -116,7 +116,7 @@ def evaluate(data_dir: str, json_path: str, models_dir: str = MODELS_DIR, limit:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m firmware_py.models.build evaluate",
+    ap = argparse.ArgumentParser(prog="firmware-py models evaluate",
                                  description="evaluate the shipped int8 tiers on a busi- or ddti-style folder")
     ap.add_argument("--data", required=True, help="folder laid out like ../shared/data/busi or ../shared/data/ddti")
     ap.add_argument("--json", required=True, help="where to write the per-tier metrics")

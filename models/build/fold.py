@@ -86,6 +86,7 @@ def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, stude
     ds = T.make_dataset(tf, base, y_tr, cfg.batch, cfg.seed + fold, aug, task)
     T.fit(tf, T.build_trainer(tf, teacher, task, class_weight=class_weight), ds, cfg.teacher_epochs, cfg.lr,
           steps, log=progress, label=label("teacher", "train"))
+    T.recalibrate_bn(tf, teacher, _targets(task, items, tr, teacher_spec, cache)[0])
     x_te, y_te = _targets(task, items, test_idx, teacher_spec, cache)
     result["tiers"][teacher_spec.name] = {
         "rank": -1, "params": int(teacher.count_params()), "macs": tfutil.count_macs(teacher),
@@ -99,6 +100,7 @@ def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, stude
         x_te, y_te = _targets(task, items, test_idx, spec, cache)
         x_val, y_val = _targets(task, items, val, spec, cache)
         x_cal, _ = _targets(task, items, tr, spec, cache)
+        T.recalibrate_bn(tf, net, x_cal)
         rec = {"rank": spec.rank, "res": spec.res, "params": int(net.count_params()),
                "macs": tfutil.count_macs(net), "description": spec.description}
         dense_tfl = tfutil.convert_int8(net, x_cal)
@@ -114,6 +116,7 @@ def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, stude
                                   temperature=cfg.temperature, class_weight=class_weight)
         T.fit(tf, trainer, ds, cfg.prune_epochs, cfg.prune_lr, steps, callbacks=[cb], log=progress,
               label=label(spec.name, "prune"))
+        T.recalibrate_bn(tf, net, x_cal)
         rec["sparsity"] = T.sparsity(tf, net)
 
         tfl = tfutil.convert_int8(net, x_cal)

@@ -97,12 +97,30 @@ def tier_yaml(rec: dict, models_dir: str) -> str:
     return "\n".join(out)
 
 
+def cv_summary(models_dir: str, name: str) -> dict:
+    """Cross-validation mean/std of a tier's int8 score over the folds run (models/report/cv)."""
+    vals = {}
+    for p in sorted(glob.glob(os.path.join(models_dir, "report", "cv", "*_fold*.json"))):
+        with open(p, encoding="utf-8") as fh:
+            t = json.load(fh)["tiers"].get(name)
+        for key in ("accuracy", "malignant_auc", "dice", "iou"):
+            if t and key in t.get("int8", {}):
+                vals.setdefault(key, []).append(t["int8"][key])
+    out = {}
+    for key, v in vals.items():
+        out[f"cv_{key}_mean"] = float(sum(v) / len(v))
+        out[f"cv_{key}_std"] = float((sum((x - out[f'cv_{key}_mean']) ** 2 for x in v) / len(v)) ** 0.5)
+        out["cv_folds"] = len(v)
+    return out
+
+
 def generate(models_dir: str = MODELS_DIR) -> str:
     recs = []
     for p in sorted(glob.glob(os.path.join(models_dir, "report", "tiers", "*.json"))):
         with open(p, encoding="utf-8") as fh:
             rec = json.load(fh)
         if rec.get("ship", True) and os.path.exists(os.path.join(models_dir, rec["file"])):
+            rec["metrics"] = {**rec["metrics"], **cv_summary(models_dir, rec["name"])}
             recs.append(rec)
     if not recs:
         raise FileNotFoundError(f"no tier records with a shipped .tflite under {models_dir}/report/tiers: "
@@ -124,7 +142,7 @@ def sign(models_dir: str, key: str) -> bool:
     except ImportError:
         return False
     subprocess.run([sys.executable, "-m", "firmware_py.inference.cli", "sign", "--key", key,
-                    os.path.join(models_dir, "manifest.yaml")], check=True)
+                    "--manifest", os.path.join(models_dir, "manifest.yaml")], check=True)
     return True
 
 

@@ -145,6 +145,33 @@ def _plots(folds, out_dir):
     return made
 
 
+def _targets(folds):
+    """The issue's targets against fold 0's held-out measurements: (target, measured, met)."""
+    rows = []
+    if folds.get("busi") and folds["busi"][0]["fold"] == 0:
+        st = sorted((t for t in folds["busi"][0]["tiers"].values() if t["rank"] >= 0), key=lambda t: t["rank"])
+        big, small = st[-1]["int8"], st[0]["int8"]
+        rows.append(("largest BUSI int8 tier accuracy >= 85 %", _pct(big["accuracy"]), big["accuracy"] >= 0.85))
+        ok = big["malignant_sensitivity"] >= 0.85 and big["malignant_specificity"] >= 0.80
+        rows.append(("malignant sensitivity >= 85 % at specificity >= 80 % (threshold 0.5)",
+                     f"{_pct(big['malignant_sensitivity'])} at {_pct(big['malignant_specificity'])}", ok))
+        rows.append(("same, best threshold on the test fold (optimistic)",
+                     _pct(big["malignant_sensitivity_at_spec80"]), big["malignant_sensitivity_at_spec80"] >= 0.85))
+        gap = big["accuracy"] - small["accuracy"]
+        rows.append(("smallest BUSI tier within 5 points of the largest", f"{100 * gap:.1f} points", gap <= 0.05))
+    for task, key in (("busi", "accuracy"), ("ddti", "dice")):
+        if folds.get(task) and folds[task][0]["fold"] == 0:
+            for n, t in folds[task][0]["tiers"].items():
+                if t["rank"] >= 0:
+                    d = t["float"][key] - t["int8"][key]
+                    rows.append((f"{n}: int8 within 1.5 points of float ({key})", f"{100 * d:+.1f} points lost",
+                                 d <= 0.015))
+    if folds.get("ddti") and folds["ddti"][0]["fold"] == 0:
+        big = max((t for t in folds["ddti"][0]["tiers"].values() if t["rank"] >= 0), key=lambda t: t["rank"])
+        rows.append(("largest DDTI tier Dice >= 0.80", f"{big['int8']['dice']:.3f}", big["int8"]["dice"] >= 0.80))
+    return _md(["target", "measured (fold 0 test, int8)", "met"], [(a, b, "yes" if c else "**no**") for a, b, c in rows])
+
+
 def write(models_dir: str = MODELS_DIR):
     folds = _load(models_dir)
     if not folds:
@@ -160,7 +187,7 @@ def write(models_dir: str = MODELS_DIR):
              f"TensorFlow {r_any.get('tensorflow')} (training, conversion); tflite-runtime 2.14 (int8 "
              "evaluation and latency). Latency: median single-invoke time on this shared 2-core x86 "
              "development machine, 1 interpreter thread; compare tiers with each other, not with the "
-             "Raspberry Pi.", "", "![frontier](report/frontier.png)", ""]
+             "Raspberry Pi.", "", "## Targets", "", _targets(folds), "", "![frontier](report/frontier.png)", ""]
     for task, runs in sorted(folds.items()):
         r0 = runs[0]
         if r0["fold"] != 0:
@@ -177,8 +204,11 @@ def write(models_dir: str = MODELS_DIR):
                   "fine-tuning. TFLite stores pruned weights densely, so sparsity shows up only in the "
                   "gzip size; the CPU kernels do not skip zeros, so latency does not change.", "",
                   _compression_table(r0), ""]
+        per_fold = "; ".join(
+            f"fold {r['fold']}: teacher {r['settings']['teacher_epochs']} / student {r['settings']['student_epochs']} "
+            f"+ prune {r['settings']['prune_epochs']} epochs, {r['seconds'] / 60:.0f} min" for r in runs)
         lines += [f"### {task.upper()}: cross-validation ({len(runs)} of 5 folds run)", "",
-                  _cv_table(runs, task), ""]
+                  _cv_table(runs, task), "", f"Epoch budgets per fold (CPU time was short): {per_fold}.", ""]
     s = r_any["settings"]
     lines += ["## Training settings", "",
               "- Data: BUSI 3 classes (stratified 5 folds, seed %d); DDTI split by patient (5 folds)." % s["seed"],

@@ -233,3 +233,24 @@ def _quantize_model(tf, net):
     annotated = tf.keras.models.clone_model(net, clone_function=annotate)
     with Q.quantize_scope({"SEMultiplyQuantizeConfig": mul_cfg, "HardSigmoidConvQuantizeConfig": gate_cfg}):
         return Q.quantize_apply(annotated)
+
+
+def recalibrate_bn(tf, net, x: np.ndarray, batch: int = 64):
+    """Replace BatchNormalization moving statistics with the training set's population
+    statistics (cumulative average over batches, forward passes only).
+
+    The moving averages lag behind the weights while the learning rate is high, and small
+    from-scratch nets on a few hundred images are sensitive to that lag: the eval-mode network
+    collapsed to one class in our runs while the train-mode one did not.
+    """
+    bns = [l for l in net.submodules if isinstance(l, tf.keras.layers.BatchNormalization)]
+    if not bns:
+        return
+    saved = [l.momentum for l in bns]
+    order = np.random.default_rng(0).permutation(len(x))
+    for i, start in enumerate(range(0, len(x), batch)):
+        for l in bns:
+            l.momentum = i / (i + 1.0)  # 0 on the first batch: a running mean of batch statistics
+        net(x[order[start:start + batch]], training=True)
+    for l, m in zip(bns, saved):
+        l.momentum = m

@@ -1,0 +1,24 @@
+"""Entry point for `firmware-py models build|evaluate` (dispatched by firmware_py.inference.cli).
+
+`main(argv)` receives the subcommand first: ["build", "--data", DIR, ...] or
+["evaluate", "--data", DIR, "--json", PATH]. Exit codes: 0 ok, 2 usage/data error, 1 failure.
+"""
+from __future__ import annotations
+
+import sys
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("build", "evaluate"):
+        print("firmware-py models: choose build or evaluate (see --help of each)", file=sys.stderr)
+        return 2
+    if argv[0] == "evaluate":
+        from .evaluate import main as evaluate_main
+        return evaluate_main(argv[1:])
+    from .__main__ import main as build_main
+    return build_main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
