@@ -111,15 +111,20 @@ def test_tampered_update_keeps_last_known_good_set_running(signed, name, tamper,
         eng.close()
 
 
+def signed_update(s, edit) -> None:
+    """Edit the manifest (edit(doc) changes it in place) and sign it with the set's key: a valid update."""
+    path = os.path.join(s["dir"], "manifest.yaml")
+    doc = yaml.safe_load(open(path))
+    edit(doc)
+    yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
+    assert models_main(["sign", "--key", s["private"], "--manifest", s["dir"]]) == 0
+
+
 def test_good_update_is_taken_at_reload(signed):
     eng = Engine(signed["dir"], public_key=signed["public"])
     try:
         old = eng.models.digest
-        path = os.path.join(signed["dir"], "manifest.yaml")
-        doc = yaml.safe_load(open(path))
-        doc["tiers"][0]["metrics"] = {"accuracy": 0.5}
-        yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
-        assert models_main(["sign", "--key", signed["private"], "--manifest", signed["dir"]]) == 0
+        signed_update(signed, lambda doc: doc["tiers"][0].update(metrics={"accuracy": 0.5}))
         assert eng.reload() is True and eng.models.digest != old
         eng.input_view()[...] = 0
         assert eng.invoke().tier == "cls-small"
@@ -193,13 +198,13 @@ def test_signed_update_without_the_running_task_keeps_the_last_good_set(signed):
     eng = Engine(signed["dir"], public_key=signed["public"])
     try:
         good = eng.models.digest
-        path = os.path.join(signed["dir"], "manifest.yaml")
-        doc = yaml.safe_load(open(path))
-        for t in doc["tiers"]:
-            t.update(task="segment", output={**t["output"], "decode": "argmax"})
-            t["output"].pop("threshold")
-        yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
-        assert models_main(["sign", "--key", signed["private"], "--manifest", signed["dir"]]) == 0
+
+        def to_segmenters(doc):
+            for t in doc["tiers"]:
+                t.update(task="segment", output={**t["output"], "decode": "argmax"})
+                t["output"].pop("threshold")
+
+        signed_update(signed, to_segmenters)
         assert eng.reload() is False
         assert eng.models.digest == good and eng.manifest.ladder("classify")
         assert eng.events.recent[-1]["kind"] == "reload_failed"
@@ -215,17 +220,17 @@ def test_signed_update_whose_tiers_cannot_load_keeps_the_last_good_set(signed):
     eng = Engine(signed["dir"], public_key=signed["public"])
     try:
         good = eng.models.digest
-        path = os.path.join(signed["dir"], "manifest.yaml")
-        doc = yaml.safe_load(open(path))
         shutil.copyfile(fixture("cls_float.tflite"), os.path.join(signed["dir"], "cls_int8.tflite"))
         shutil.copyfile(fixture("cls_float.tflite"), os.path.join(signed["dir"], "cls_int8_b.tflite"))
         import hashlib
 
         data = open(os.path.join(signed["dir"], "cls_int8.tflite"), "rb").read()
-        for t in doc["tiers"]:
-            t["files"]["cpu"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
-        yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
-        assert models_main(["sign", "--key", signed["private"], "--manifest", signed["dir"]]) == 0
+
+        def point_at_float_builds(doc):
+            for t in doc["tiers"]:
+                t["files"]["cpu"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+
+        signed_update(signed, point_at_float_builds)
         assert eng.reload() is False
         assert eng.models.digest == good
         assert eng.events.recent[-1]["kind"] == "reload_failed"
