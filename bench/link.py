@@ -13,6 +13,8 @@ Method (all in one run, so the ratios compare like with like on a shared machine
   this process reads the slave with os.readv into one preallocated buffer. The line's ceiling.
 * ``link_MBps``: ``probe-sim --fps 0`` (a subprocess) -> ProbeLink over a pty, bytes per second
   read by the link while frames flow; ``link_vs_raw_pty`` = link_MBps / raw_pty_MBps.
+* ``link_vs_sim_to_raw_reader`` (diagnostic): link_MBps / the same probe-sim read by a bare readv
+  loop, i.e. the link's own cost with the producer held fixed.
 * ``parser_cpu_fraction_at_pty_bandwidth``: raw_pty_MBps / parser_MBps at the pty chunk size, i.e.
   the share of one core the parser would need to keep up with the pty at full speed.
   ``link_process_cpu_fraction``: CPU time of this process (link thread) / wall time while the link
@@ -108,21 +110,34 @@ def _crc_pass(stream: bytes, frame_len: int) -> float:
     return len(mv) / (time.perf_counter() - t0) / 1e6
 
 
-def raw_pty(seconds: float) -> tuple[float, float, float]:
-    """(MB/s, mean bytes per read, CPU fraction of this process) from a writer process into a pty,
-    read with os.readv into one preallocated buffer."""
+def _sim_cmd(size_key: str, fd: int, seconds: float) -> list[str]:
+    kind, lines, samples, bits = SIZES[size_key]
+    return [sys.executable, "-c", RUN_SIM, "--fd", str(fd), "--fps", "0", "--geometry", kind, "--lines",
+            str(lines), "--samples", str(samples), "--bits", str(bits), "--telemetry-hz", "0",
+            "--duration", str(seconds + 10)]
+
+
+def raw_pty(seconds: float, sim_size: str | None = None) -> tuple[float, float, float]:
+    """(MB/s, mean bytes per read, CPU fraction of this process) read from a pty slave with
+    os.readv into one preallocated buffer. The writer is a process writing 1 MiB blocks, or with
+    ``sim_size`` probe-sim itself (sent a hello, then its frames are read and thrown away)."""
     import select
+
+    from firmware_py.drivers import protocol as P
 
     master, slave = os.openpty()
     tty.setraw(slave)
     os.set_blocking(slave, False)
-    proc = subprocess.Popen([sys.executable, "-c", RAW_WRITER, str(master), str(seconds + 1.0)],
-                            pass_fds=(master,))
+    cmd = (_sim_cmd(sim_size, master, seconds) if sim_size else
+           [sys.executable, "-c", RAW_WRITER, str(master), str(seconds + 5.0)])
+    proc = subprocess.Popen(cmd, pass_fds=(master,), stderr=subprocess.DEVNULL)
     os.close(master)
+    if sim_size:
+        os.write(slave, P.encode_hello())
     buf = memoryview(bytearray(1 << 20))
     poll = select.poll()
     poll.register(slave, select.POLLIN)
-    total = reads = 0
+    total = reads = warm = 0
     t_start = None
     try:
         while True:
@@ -134,7 +149,9 @@ def raw_pty(seconds: float) -> tuple[float, float, float]:
             except OSError:
                 break
             if t_start is None:
-                t_start, c_start = time.perf_counter(), time.process_time()  # clock starts at the first byte
+                warm += n
+                if warm >= 1 << 20:  # both processes running: start the clock
+                    t_start, c_start = time.perf_counter(), time.process_time()
                 continue
             total += n
             reads += 1
@@ -153,14 +170,10 @@ def link_run(size_key: str, seconds: float) -> tuple[float, float, dict]:
     """(MB/s, CPU fraction of this process, final stats) for probe-sim -> ProbeLink."""
     from firmware_py.drivers.link import ProbeLink
 
-    kind, lines, samples, bits = SIZES[size_key]
     master, slave = os.openpty()
     tty.setraw(slave)
     path = os.ttyname(slave)
-    proc = subprocess.Popen([sys.executable, "-c", RUN_SIM, "--fd", str(master), "--fps", "0",
-                             "--geometry", kind, "--lines", str(lines), "--samples", str(samples), "--bits",
-                             str(bits), "--telemetry-hz", "0", "--duration", str(seconds + 10)],
-                            pass_fds=(master,), stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_sim_cmd(size_key, master, seconds), pass_fds=(master,), stderr=subprocess.DEVNULL)
     os.close(master)
     frames = [0]
 
@@ -205,6 +218,10 @@ def run(seconds: float, repeats: int) -> dict:
             mbps, cpu, stats = link_run(k, seconds)
             add(f"link_MBps.{k}", mbps)
             add(f"link_vs_raw_pty.{k}", mbps / raw)
+            # diagnostic: the same producer (probe-sim) into a bare readv loop
+            sim_raw = raw_pty(seconds, sim_size=k)[0]
+            add(f"sim_to_raw_reader_MBps.{k}", sim_raw)
+            add(f"link_vs_sim_to_raw_reader.{k}", mbps / sim_raw)
             add(f"link_process_cpu_fraction.{k}", cpu)
             if stats["frames_rejected"] or stats["bytes_discarded"] > 4096:
                 raise RuntimeError(f"clean line but the link rejected frames: {stats}")
@@ -216,7 +233,8 @@ def run(seconds: float, repeats: int) -> dict:
     med = {k: statistics.median(v) for k, v in rounds.items()}
     out: dict = {"parser_MBps": {}, "parser_MBps_64KiB_reads": {}, "crc_MBps": {}, "link_MBps": {},
                  "link_vs_raw_pty": {}, "parser_cpu_fraction_at_pty_bandwidth": {},
-                 "link_process_cpu_fraction": {}}
+                 "link_process_cpu_fraction": {}, "sim_to_raw_reader_MBps": {},
+                 "link_vs_sim_to_raw_reader": {}}
     raw = med["raw_pty_MBps"]
     for k in SIZES:
         out["parser_MBps"][k] = round(med[f"parser_MBps.{k}"], 1)
@@ -226,6 +244,8 @@ def run(seconds: float, repeats: int) -> dict:
         out["link_vs_raw_pty"][k] = round(med[f"link_vs_raw_pty.{k}"], 3)
         out["parser_cpu_fraction_at_pty_bandwidth"][k] = round(med[f"parser_cpu_fraction_at_pty_bandwidth.{k}"], 3)
         out["link_process_cpu_fraction"][k] = round(med[f"link_process_cpu_fraction.{k}"], 3)
+        out["sim_to_raw_reader_MBps"][k] = round(med[f"sim_to_raw_reader_MBps.{k}"], 1)
+        out["link_vs_sim_to_raw_reader"][k] = round(med[f"link_vs_sim_to_raw_reader.{k}"], 3)
     out["raw_pty_MBps"] = round(raw, 1)
     out["raw_reader_cpu_fraction"] = round(med["raw_reader_cpu_fraction"], 3)
     out["pty_bytes_per_read"] = round(statistics.median(chunk_sizes))

@@ -98,6 +98,8 @@ class ProbeSimulator:
         self.seq = 0
         self._stop = threading.Event()
         self._deadline: float | None = None
+        self._batch: list = []
+        self._batch_bytes = 0
         self._t0 = time.monotonic()
         self.streaming = threading.Event()  # set once a handshake succeeded (tests wait on it)
 
@@ -163,6 +165,7 @@ class ProbeSimulator:
                     next_frame = next_frame + 1.0 / self.fps if self.fps > 0 else now
                     if next_frame < now - 1.0:  # we fell far behind (stall): do not burst to catch up
                         next_frame = now
+            self._flush()
         except PeerGone:
             self.summary.ended_by = "peer_gone"
         except Expired:  # stop() or the duration ended while the line was full
@@ -207,6 +210,11 @@ class ProbeSimulator:
             if isinstance(msg, Message):
                 self._handle(msg)
 
+    def _flush(self) -> None:
+        if self._batch:
+            parts, self._batch, self._batch_bytes = self._batch, [], 0
+            self._writev(parts)
+
     def _writev(self, parts) -> None:
         total = sum(len(p) for p in parts)
         try:
@@ -221,6 +229,7 @@ class ProbeSimulator:
 
     def _write(self, data: bytes) -> None:
         """Write everything, servicing commands while the line is full (as firmware would)."""
+        self._flush()  # keep stream order behind batched frames
         mv = memoryview(data)
         if self.blocking_writes:
             while mv:  # the kernel sleeps until the reader makes room: no wake-up per 4 KiB
@@ -326,7 +335,12 @@ class ProbeSimulator:
                         g.width, g.radius_mm, None)
         parts = P.encode_frame_parts(seq, self._timestamp_us(), g, sf.samples, self.version)
         if self.blocking_writes and not self.faults.config.any:
-            self._writev(parts)  # samples go from the source array to the line with no copy
+            # samples go from the source array to the line with no copy; flat out (fps 0), a few
+            # frames per system call so the writer is not back in Python at every frame
+            self._batch.extend(parts)
+            self._batch_bytes += len(parts[0]) + len(parts[1]) + 4
+            if self.fps > 0 or self._batch_bytes >= 256 * 1024:
+                self._flush()
         else:
             for chunk, stall in self.faults.apply(seq, b"".join(parts)):
                 if stall:
