@@ -126,6 +126,7 @@ class ProbeLink:
         self._connected = threading.Event()
         self._port = None
         self._write_lock = threading.Lock()
+        self._parse_lock = threading.Lock()  # parser state vs stats() from other threads
         self._rid = itertools.count(1)
         self._pending: dict[int, list] = {}
         self._pending_lock = threading.Lock()
@@ -203,7 +204,8 @@ class ProbeLink:
         return ack
 
     def stats(self) -> dict:
-        s = self.parser.stats()
+        with self._parse_lock:  # a consistent snapshot: the accounting identities hold exactly
+            s = self.parser.stats()
         t = self.telemetry
         s.update({
             "connected": self.connected,
@@ -250,6 +252,9 @@ class ProbeLink:
                 self._fail("error", str(exc))
                 if "refused" in str(exc):
                     backoff = self.backoff_max  # incompatible probe: do not hammer it
+            except Exception as exc:  # never let the acquisition thread die silently
+                self._fail("error", f"probe link error: {exc!r}")
+                backoff = self.backoff_max
             finally:
                 was_connected = self._connected.is_set()
                 self._connected.clear()
@@ -259,7 +264,8 @@ class ProbeLink:
                         port.close()
                     except LINE_ERRORS:
                         pass
-                self.parser.reset()
+                with self._parse_lock:
+                    self.parser.reset()
                 self.parser.version = None
                 if was_connected and not self._stop.is_set():
                     self.reconnects += 1
@@ -275,7 +281,10 @@ class ProbeLink:
         path = self.url or find_port(self.vid_pid, self._list_ports)
         self.port_path = path
         kwargs = {"baudrate": self.baudrate, "timeout": self.read_timeout, "do_not_open": True}
-        port = serial.serial_for_url(path, **kwargs)
+        try:
+            port = serial.serial_for_url(path, **kwargs)
+        except ValueError as exc:  # unknown URL scheme or bad option: a configuration mistake
+            raise LinkError(f"cannot open probe port {path!r}: {exc}; use a device path or a pyserial URL") from None
         if self.exclusive and isinstance(port, serial.Serial):
             port.exclusive = True  # flock on POSIX: a second reader would steal bytes from frames
         port.open()
@@ -312,7 +321,8 @@ class ProbeLink:
                 continue
             if self.recorder is not None:
                 self.recorder.write(buf[:n])
-            items = parser.buffer_updated(n)
+            with self._parse_lock:
+                items = parser.buffer_updated(n)
             for k, item in enumerate(items):
                 if isinstance(item, Frame):
                     item.release()  # cannot happen before capabilities (parser has no version)
@@ -355,12 +365,16 @@ class ProbeLink:
                 # A frame cut short and then silence: reject it now and recover what followed it,
                 # instead of waiting for bytes that will never come.
                 if parser.frames_in_progress and time.monotonic() - idle_since >= self.stall_timeout:
-                    self._deliver(parser.abandon(), sink)
+                    with self._parse_lock:
+                        items = parser.abandon()
+                    self._deliver(items, sink)
                 continue
             idle_since = time.monotonic()
             if rec is not None:
                 rec.write(buf[:n])
-            self._deliver(parser.buffer_updated(n), sink)
+            with self._parse_lock:
+                items = parser.buffer_updated(n)
+            self._deliver(items, sink)
 
     def _deliver(self, items: list, sink) -> None:
         for item in items:

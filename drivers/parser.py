@@ -154,7 +154,7 @@ class FrameParser:
     @property
     def pending_bytes(self) -> int:
         body = self._filled if self._state == _BODY else 0
-        return body + (self._end - self._start) + sum(len(m) for m in self._replay)
+        return body + (self._end - self._start) + sum(map(len, list(self._replay)))  # list(): atomic copy
 
     @property
     def frames_in_progress(self) -> int:

@@ -7,6 +7,7 @@ logging each one. Runs in a thread (tests) or as `firmware-py probe-sim` (driver
 """
 from __future__ import annotations
 
+import collections
 import errno
 import json
 import os
@@ -92,7 +93,9 @@ class ProbeSimulator:
         self.version: P.Version | None = None if wait_for_hello else version_max
         self.wait_for_hello = wait_for_hello
         self.on_frame = on_frame  # callable(seq, source_name, truth) after each frame is written
-        self.sent: list[tuple[int, str]] = []  # (seq, source name) of every frame put on the wire
+        # (seq, source name) of the frames put on the wire, newest 100000 (a day at 30 fps would
+        # otherwise hold millions); --frame-log keeps all of them on disk
+        self.sent: collections.deque[tuple[int, str]] = collections.deque(maxlen=100_000)
         # line-buffered: a consumer may read it while the simulator runs
         self._frame_log = open(frame_log_path, "a", encoding="utf-8", buffering=1) if frame_log_path else None
         self.seq = 0

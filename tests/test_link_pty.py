@@ -235,3 +235,18 @@ def test_send_command_when_not_connected():
     link = ProbeLink("/dev/does-not-exist-probe")
     with pytest.raises(LinkError, match="not connected"):
         link.send_command("freeze", 1)
+
+
+def test_bad_url_and_missing_port_give_one_line_errors_and_keep_retrying():
+    bad = ProbeLink("foo://probe", backoff_initial=0.01, backoff_max=0.05)
+    missing = ProbeLink("/dev/serial/by-id/usb-no-such-probe", backoff_initial=0.01, backoff_max=0.05)
+    bad.start(Collector())
+    missing.start(Collector())
+    try:
+        assert wait_for(lambda: "cannot open probe port 'foo://probe'" in bad.stats()["last_error"])
+        assert wait_for(lambda: "usb-no-such-probe" in missing.stats()["last_error"])
+        assert bad._thread.is_alive() and missing._thread.is_alive()  # still trying, not crashed
+        assert "\n" not in missing.stats()["last_error"]
+    finally:
+        bad.stop()
+        missing.stop()
