@@ -226,3 +226,31 @@ def test_from_config_builds_the_external_delegate(models, npu_lib):
         assert eng.status()["accelerator"]["options"] == {"hang_ms": "10"}
     finally:
         eng.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_threads_made_while_a_tier_loads_in_the_background_keep_the_frame_path_priority(models, npu_lib,
+                                                                                       monkeypatch):
+    """The loader runs at low priority, but the swapped-in tier's invoke thread must not inherit it."""
+    from firmware_py.inference.priority import can_restore_priority
+
+    eng = Engine(models["dir"], public_key=models["public"], accelerator=loader(npu_lib), threads=2)
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        loader_nice = []
+        real = eng._build_slot
+
+        def observed(tier):
+            loader_nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return real(tier)
+
+        monkeypatch.setattr(eng, "_build_slot", observed)
+        eng.request_tier("large", wait=True)
+        assert run_frame(eng).backend == "npu"
+        # lowered only where the process may restore what the load created (root or CAP_SYS_NICE)
+        assert loader_nice == [min(base + 10, 19) if can_restore_priority() else base]  # nice tops out at 19
+        invoke_thread = eng._active.invoker._thread  # made on the loader thread, runs every frame
+        assert invoke_thread.is_alive() and invoke_thread.native_id != threading.get_native_id()
+        assert os.getpriority(os.PRIO_PROCESS, invoke_thread.native_id) == base
+    finally:
+        eng.close()

@@ -26,7 +26,8 @@ from firmware_py.inference.manifest import Manifest, Tier
 from firmware_py.inference.failover import AcceleratorFailover
 from firmware_py.inference.modelset import ModelSet
 from firmware_py.inference.runtime import TierRuntime
-from firmware_py.inference.slot import TierSlot, lower_thread_priority
+from firmware_py.inference.priority import LOADER_PREFIX, background_priority
+from firmware_py.inference.slot import TierSlot
 from firmware_py.inference.watchdog import AcceleratorFailure
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,7 @@ class Engine(AcceleratorFailover):
                 return self._loading[name]
             self._loading[name] = fut
             generation = self._generation
-        threading.Thread(target=self._load_for_swap, args=(tier, fut, generation), name=f"load-{name}",
+        threading.Thread(target=self._load_for_swap, args=(tier, fut, generation), name=f"{LOADER_PREFIX}{name}",
                          daemon=True).start()
         return fut
 
@@ -297,9 +298,9 @@ class Engine(AcceleratorFailover):
         return acc is not None and acc.loaded and slot.accel is None and acc.key in slot.tier.files
 
     def _load_for_swap(self, tier: Tier, fut: Future, generation: int) -> None:
-        lower_thread_priority()  # the frame path keeps the cores while the next tier loads and warms
         try:
-            slot = self._build_slot(tier)
+            with background_priority():  # the frame path keeps the cores while the next tier loads and warms
+                slot = self._build_slot(tier)
         except ModelError as e:
             with self._lock:
                 if self._loading.get(tier.name) is fut:

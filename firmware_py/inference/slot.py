@@ -1,8 +1,6 @@
 """A resident tier: its CPU twin plus, when an accelerator is attached, its accelerator build."""
 from __future__ import annotations
 
-import os
-import threading
 from typing import TYPE_CHECKING
 
 from firmware_py.inference.manifest import Tier
@@ -10,14 +8,6 @@ from firmware_py.inference.runtime import TierRuntime
 
 if TYPE_CHECKING:
     from firmware_py.inference.watchdog import DeadlineInvoker
-
-
-def lower_thread_priority(niceness: int = 10) -> None:
-    """Linux applies setpriority(PRIO_PROCESS, tid) to one thread; elsewhere this is a no-op."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-    except (AttributeError, OSError):
-        pass
 
 
 class TierSlot:
