@@ -100,7 +100,7 @@ class ProbeLink:
                  version_min: P.Version = P.SUPPORTED_MIN, version_max: P.Version = P.SUPPORTED_MAX,
                  record_path: str | None = None, record_max_bytes: int = 256 * 1024 * 1024,
                  list_ports=serial.tools.list_ports.comports, exclusive: bool = True,
-                 stall_timeout: float = 0.25):
+                 stall_timeout: float = 0.25, silence_timeout: float | None = 3.0):
         if not url and not vid_pid:
             raise LinkError("no probe port: give a serial URL (e.g. /dev/serial/by-id/...) or a USB VID:PID")
         if vid_pid:
@@ -115,6 +115,8 @@ class ProbeLink:
         self.version_min, self.version_max = version_min, version_max
         self.max_payload = max_payload
         self.stall_timeout = stall_timeout
+        self.silence_timeout = silence_timeout
+        self.silences = 0
         self.pool = BufferPool(count=pool_buffers, size=0, max_buffers=pool_max_buffers)
         self.parser = FrameParser(self.pool, max_payload=max_payload, versions=(version_min, version_max))
         self._list_ports = list_ports
@@ -215,6 +217,7 @@ class ProbeLink:
             "connects": self.connects,
             "reconnects": self.reconnects,
             "handshake_failures": self.handshake_failures,
+            "silences": self.silences,
             "sink_errors": self.sink_errors,
             "last_error": self.last_error,
             "battery_pct": t.battery_pct if t else None,
@@ -248,8 +251,11 @@ class ProbeLink:
             except LINE_ERRORS as exc:
                 self._fail("disconnected", f"probe line lost ({self.port_path}): {exc}")
             except LinkError as exc:
-                self.handshake_failures += 1
-                self._fail("error", str(exc))
+                if self._connected.is_set():  # lost after the handshake (silence)
+                    self._fail("disconnected", str(exc))
+                else:
+                    self.handshake_failures += 1
+                    self._fail("error", str(exc))
                 if "refused" in str(exc):
                     backoff = self.backoff_max  # incompatible probe: do not hammer it
             except Exception as exc:  # never let the acquisition thread die silently
@@ -364,10 +370,16 @@ class ProbeLink:
             if not n:
                 # A frame cut short and then silence: reject it now and recover what followed it,
                 # instead of waiting for bytes that will never come.
-                if parser.frames_in_progress and time.monotonic() - idle_since >= self.stall_timeout:
+                quiet = time.monotonic() - idle_since
+                if parser.frames_in_progress and quiet >= self.stall_timeout:
                     with self._parse_lock:
                         items = parser.abandon()
                     self._deliver(items, sink)
+                if self.silence_timeout and quiet >= self.silence_timeout:
+                    # The probe sends telemetry at least every second, even frozen: silence means
+                    # it reset (and waits for a hello) or hung. Start a new session.
+                    self.silences += 1
+                    raise LinkError(f"no data from the probe for {quiet:.1f} s; reconnecting")
                 continue
             idle_since = time.monotonic()
             if rec is not None:

@@ -111,6 +111,14 @@ class ProbeSimulator:
     def stop(self) -> None:
         self._stop.set()
 
+    def rearm(self, *, reboot: bool = False) -> None:
+        """Ready to serve again after stop(). reboot=True also forgets the session, like a probe
+        whose firmware restarted: it streams nothing until the next hello."""
+        self._stop.clear()
+        if reboot:
+            self.version = None if self.wait_for_hello else self.vmax
+            self.streaming.clear()
+
     def press_button(self, event: P.ButtonEvent = P.ButtonEvent.PRESSED) -> None:
         self.state.pending_button = event
 

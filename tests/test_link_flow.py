@@ -43,7 +43,7 @@ def test_newest_frame_wins_and_every_frame_is_accounted_for():
             # clean frames first and last, so losses at either end show up as sequence gaps
             for faults, n in ((clean, 5), (faulty, 300), (clean, 5)):
                 sim.faults = faults
-                sim._stop.clear()
+                sim.rearm()
                 st = SimThread(sim, master, max_frames=sim.summary.frames_sent + n)
                 assert wait_for(lambda: st.summary is not None, timeout=60)
             last = sim.seq - 1

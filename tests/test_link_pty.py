@@ -250,3 +250,28 @@ def test_bad_url_and_missing_port_give_one_line_errors_and_keep_retrying():
     finally:
         bad.stop()
         missing.stop()
+
+
+def test_a_probe_that_goes_silent_gets_a_new_session():
+    """A probe that resets without a USB re-enumeration waits for a hello: the link notices
+    the missing heartbeat and starts a new session on the same port."""
+    with pty_pair() as (master, _slave, path):
+        sim = ProbeSimulator(phantom(), fps=50, telemetry_hz=5)
+        st = SimThread(sim, master)
+        got = Collector()
+        link = ProbeLink(path, silence_timeout=0.5, backoff_initial=0.05)
+        link.start(got, got.on_event)
+        try:
+            assert link.wait_connected(5) and wait_for(lambda: len(got.frames) >= 2)
+            st.stop()
+            sim.rearm(reboot=True)  # silent until it hears a hello
+            st = SimThread(sim, master)
+            assert wait_for(lambda: link.stats()["silences"] >= 1)
+            assert wait_for(lambda: sim.streaming.is_set() and link.connected)
+            n = len(got.frames)
+            assert wait_for(lambda: len(got.frames) > n)
+        finally:
+            link.stop()
+            st.stop()
+        assert sim.summary.handshakes == 2 and link.stats()["reconnects"] >= 1
+        assert any("no data from the probe" in e.get("message", "") for e in got.events)
