@@ -239,6 +239,8 @@ class Engine(AcceleratorFailover):
         else:
             rt.run()
             fallback = slot.accel_note
+            if fallback is None and slot.accel is not None:  # re-attached after input_view() chose the CPU
+                fallback = f"{slot.accel.backend} re-attached during this frame; the next frame runs on it"
         out = InferenceOutput(slot.tier.name, slot.tier.task, rt.backend, 0.0, fallback=fallback)
         rt.decode(out)
         out.latency_ms = (time.perf_counter() - t0) * 1e3
