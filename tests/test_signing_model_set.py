@@ -72,6 +72,18 @@ TAMPERING = [
 IDS = [t[0] for t in TAMPERING]
 
 
+@pytest.mark.parametrize("content", [None, b"not a key"], ids=["missing", "garbage"])
+def test_unreadable_public_key_is_its_own_security_refusal(signed, tmp_path, content):
+    key = tmp_path / "trusted.pub"
+    if content is not None:
+        key.write_bytes(content)
+    events = []
+    with pytest.raises(SecurityError, match="models.public_key") as e:
+        Engine(signed["dir"], public_key=str(key), on_event=events.append)
+    assert e.value.kind == "unreadable-public-key" and "\n" not in str(e.value)
+    assert [ev["kind"] for ev in events] == ["unreadable-public-key"] and events[0]["security"]
+
+
 def test_untouched_set_verifies(signed):
     manifest, _ = verify_model_set(signed["dir"], signed["public"])
     assert [t.name for t in manifest.tiers] == ["cls-small", "cls-large"]

@@ -16,7 +16,7 @@ security_log = logging.getLogger("firmware_py.security")
 
 SECURITY_KINDS = frozenset({
     "missing-signature", "bad-signature", "wrong-key", "unreadable-signature", "missing-file",
-    "extra-file", "digest-mismatch", "signature-not-checked", "missing-manifest",
+    "extra-file", "digest-mismatch", "signature-not-checked", "missing-manifest", "unreadable-public-key",
 })
 INFO_KINDS = frozenset({"tier_swapped", "accelerator_loaded", "accelerator_reattached"})
 

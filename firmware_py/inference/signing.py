@@ -59,23 +59,29 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _read_key(path: str, what: str, fix: str) -> bytes:
+def _read_key(path: str, what: str, fix: str, error=ModelError) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise ModelError(f"{path}: cannot read the {what} ({e.strerror}); {fix}") from None
+        raise error(f"{path}: cannot read the {what} ({e.strerror}); {fix}") from None
 
 
 def load_public_key(path: str) -> Ed25519PublicKey:
-    data = _read_key(path, "public key", "set models.public_key (or --public-key) to the trusted key's PEM file")
+    """The trusted key; a missing or malformed one refuses the set (kind unreadable-public-key)."""
+    def refused(message: str) -> ModelSetRefused:
+        return ModelSetRefused("unreadable-public-key", message)
+
+    data = _read_key(path, "public key", "set models.public_key (or --public-key) to the trusted key's PEM file",
+                     refused)
     try:
         key = serialization.load_pem_public_key(data) if data.lstrip().startswith(b"-----") else (
             Ed25519PublicKey.from_public_bytes(data) if len(data) == 32 else None)
     except ValueError:
         key = None
     if not isinstance(key, Ed25519PublicKey):
-        raise ModelError(f"{path}: not an Ed25519 public key (PEM or 32 raw bytes); use `firmware-py models keygen`")
+        raise refused(f"{path}: not an Ed25519 public key (PEM or 32 raw bytes); set models.public_key to the "
+                      "trusted key's PEM file")
     return key
 
 
