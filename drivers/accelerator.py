@@ -102,7 +102,9 @@ class DelegateLoader:
             self._delegate = self._interp.load_delegate(self.library, self.options or None)
         except (OSError, ValueError, RuntimeError, AttributeError) as e:
             text = " ".join(str(e).split()) or type(e).__name__
-            self.error = f"cannot load {self.kind} delegate {self.library} ({text})"
+            fix = ("install the Edge TPU runtime (libedgetpu1-std) and check the device is connected"
+                   if self.kind == "edgetpu" else "check accelerator.external_library and external_options")
+            self.error = f"cannot load {self.kind} delegate {self.library} ({text}; {fix})"
             self.failures += 1
             log.warning("%s; tiers run on their CPU twins", self.error)
             return

@@ -58,6 +58,7 @@ def test_missing_delegate_library_runs_the_cpu_twin(models, tmp_path):
         out = run_frame(eng)
         assert out.backend == "cpu"
         assert "cannot load external delegate" in out.fallback and "using CPU twin cls_int8.tflite" in out.fallback
+        assert "check accelerator.external_library" in out.fallback and "\n" not in out.fallback
         st = eng.status()
         assert st["backend"] == "cpu" and st["accelerator"]["loaded"] is False
         assert "libnot_there.so" in st["accelerator"]["error"]
@@ -74,6 +75,7 @@ def test_edgetpu_without_libedgetpu_runs_the_cpu_twin(tmp_path):
     try:
         out = run_frame(eng)
         assert out.backend == "cpu" and "cannot load edgetpu delegate" in out.fallback
+        assert "install the Edge TPU runtime (libedgetpu1-std)" in out.fallback
         assert acc.status()["options"] == {"device": "usb:0"}
     finally:
         eng.close()

@@ -119,9 +119,11 @@ def _check_quant(path: str, which: str, detail: dict, dtype: str, promised: Quan
 def check_tensors(tier: Tier, path: str, inputs: list[dict], outputs: list[dict], require_int8: bool = True) -> dict:
     """Compare the interpreter's I/O tensors with the tier's manifest entry."""
     if len(inputs) != 1:
-        raise ModelCheckError("inputs", f"{path}: {len(inputs)} input tensors; the engine feeds exactly one")
+        raise ModelCheckError("inputs", f"{path}: {len(inputs)} input tensors; the engine feeds exactly one, "
+                              "rebuild the model with a single input")
     if len(outputs) != 1:
-        raise ModelCheckError("outputs", f"{path}: {len(outputs)} output tensors; the engine decodes exactly one")
+        raise ModelCheckError("outputs", f"{path}: {len(outputs)} output tensors; the engine decodes exactly one, "
+                              "rebuild the model with a single output")
     inp, out = inputs[0], outputs[0]
     in_dtype = np.dtype(inp["dtype"]).name
     if require_int8 and in_dtype in ("float32", "float16"):
