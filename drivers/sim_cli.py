@@ -166,9 +166,12 @@ def main(argv: list[str] | None = None) -> int:
                 port = serial.serial_for_url(args.port, timeout=0)
             except (serial.SerialException, ValueError) as exc:
                 raise FirmwareError(f"cannot open {args.port}: {exc}") from None
-            if not hasattr(port, "fileno"):
-                raise UsageError(f"--port {args.port}: the simulator needs a port with a file descriptor")
-            sim.serve_fd(port.fileno(), duration=args.duration, max_frames=args.frames)
+            try:
+                fd = port.fileno()
+            except (OSError, AttributeError):  # loop://, socket://: io.UnsupportedOperation
+                raise UsageError(f"--port {args.port}: the simulator needs a device path (a tty); "
+                                 "use --pty or --fd for a pseudo-terminal") from None
+            sim.serve_fd(fd, duration=args.duration, max_frames=args.frames)
         s = sim.summary
         print(f"probe-sim: {s.frames_sent} frames, {s.bytes_sent} bytes, {s.handshakes} handshakes, "
               f"ended by {s.ended_by or 'end'}; faults {s.faults}", file=sys.stderr)

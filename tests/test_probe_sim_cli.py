@@ -164,3 +164,55 @@ def test_replay_cli_plays_a_recording_back(tmp_path):
     assert second.seqs == first.seqs
     assert all(np.array_equal(a[2], b[2]) for a, b in zip(first.frames, second.frames))
     assert link.stats()["battery_pct"] is not None  # the recorded telemetry is replayed too
+
+
+def test_port_mode_speaks_on_a_serial_device_path():
+    """--port opens a device with pyserial (here a pty slave; the test reads the master side)."""
+    import select
+    import threading
+
+    from firmware_py.drivers import protocol as P
+    from firmware_py.drivers.parser import FrameParser
+
+    with pty_pair() as (master, _slave, path):
+        rc = {}
+        t = threading.Thread(target=lambda: rc.setdefault("rc", main(
+            ["--port", path, "--frames", "3", "--fps", "50", "--lines", "4", "--samples", "8"])))
+        t.start()
+        parser, frames = FrameParser(), []
+        for _ in range(40):  # opening the port flushes its input: repeat the hello, as ProbeLink does
+            os.write(master, P.encode_hello())
+            if select.select([master], [], [], 0.25)[0]:
+                break
+        while len(frames) < 3:
+            assert select.select([master], [], [], 10)[0], "no data from probe-sim --port"
+            for item in parser.feed(os.read(master, 65536)):
+                if hasattr(item, "release"):
+                    frames.append(item.seq)
+                    item.release()
+        t.join(10)
+    assert rc["rc"] == 0 and frames == [0, 1, 2]
+    assert main(["--port", "loop://"]) == 2
+
+
+def test_pty_mode_disconnect_fault_recreates_the_line(tmp_path):
+    link_path = tmp_path / "by-id-probe"
+    proc = subprocess.Popen([sys.executable, "-c", RUN, "--pty", "--link", str(link_path), "--lines", "8",
+                             "--samples", "16", "--fps", "100", "--disconnect", "0.1", "--seed", "2",
+                             "--duration", "30", "--frames", "40", "--telemetry-hz", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline().strip()
+        got = Collector()
+        link = ProbeLink(str(link_path), backoff_initial=0.05, backoff_max=0.2)
+        link.start(got, got.on_event)
+        try:
+            assert wait_for(lambda: link.stats()["reconnects"] >= 1, timeout=30)
+            assert wait_for(lambda: link.connected and len(got.frames) >= 5, timeout=30)
+        finally:
+            link.stop()
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert first.startswith("/dev/pts/")
+    assert any(e["type"] == "disconnected" for e in got.events)
