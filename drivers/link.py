@@ -31,6 +31,10 @@ class CommandRejected(LinkError):
     """The probe answered a command with an error (its message is in the text)."""
 
 
+class HandshakeRefused(LinkError):
+    """The probe and this driver have no protocol version in common (or the probe chose badly)."""
+
+
 def parse_vid_pid(vid_pid: str) -> tuple[int, int]:
     try:
         v, p = vid_pid.split(":")
@@ -256,7 +260,7 @@ class ProbeLink:
                 else:
                     self.handshake_failures += 1
                     self._fail("error", str(exc))
-                if "refused" in str(exc):
+                if isinstance(exc, HandshakeRefused):
                     backoff = self.backoff_max  # incompatible probe: do not hammer it
             except Exception as exc:  # never let the acquisition thread die silently
                 self._fail("error", f"probe link error: {exc!r}")
@@ -280,8 +284,10 @@ class ProbeLink:
             backoff = min(backoff * 2, self.backoff_max)
 
     def _fail(self, kind: str, text: str) -> None:
+        repeated = text == self.last_error
         self.last_error = text
-        self._emit({"type": kind, "message": text})
+        if not repeated:  # an unplugged probe fails the same way every back-off: say it once
+            self._emit({"type": kind, "message": text})
 
     def _open(self):
         path = self.url or find_port(self.vid_pid, self._list_ports)
@@ -333,7 +339,7 @@ class ProbeLink:
                 if isinstance(item, Frame):
                     item.release()  # cannot happen before capabilities (parser has no version)
                 elif item.type == P.MsgType.ERROR:
-                    raise LinkError(f"the probe refused the handshake: {item.value}")
+                    raise HandshakeRefused(f"the probe refused the handshake: {item.value}")
                 elif item.type == P.MsgType.CAPABILITIES:
                     self._accept(item.value)
                     self._reader_obj = reader
@@ -345,7 +351,7 @@ class ProbeLink:
     def _accept(self, info: P.ProbeInfo) -> None:
         v = info.version
         if not (self.version_min <= v <= self.version_max and info.probe_min <= v <= info.probe_max):
-            raise LinkError(f"the probe refused the handshake: it chose protocol {P.fmt_version(v)}, outside "
+            raise HandshakeRefused(f"the probe refused the handshake: it chose protocol {P.fmt_version(v)}, outside "
                             f"{P.fmt_version(self.version_min)}..{P.fmt_version(self.version_max)}")
         if info.max_frame_bytes <= 0:
             raise LinkError(f"the probe announced a maximum frame size of {info.max_frame_bytes} bytes")
