@@ -172,6 +172,30 @@ def test_accelerator_failing_during_operation_continues_on_cpu_and_reattaches(mo
         eng.close()
 
 
+def test_a_failure_just_as_reattach_finishes_gets_another_reattach(models, npu_lib, tmp_path):
+    """The device drops again at the moment the re-attach thread is about to exit."""
+    fail = tmp_path / "unplugged"
+    events, eng = EventWatch(), None
+
+    def on_event(event):
+        events(event)
+        if event["kind"] == "accelerator_reattached" and events.kinds().count("accelerator_reattached") == 1:
+            # what the frame thread does when an invoke fails, here inside the re-attach round
+            eng._accelerator_failed(eng._active, RuntimeError("fake-npu: device lost again"))
+
+    eng = Engine(models["dir"], public_key=models["public"], accelerator=loader(npu_lib, fail_file=str(fail)),
+                 reattach_backoff_s=(0.05, 0.2), on_event=on_event)
+    try:
+        assert run_frame(eng).backend == "npu"
+        fail.touch()
+        assert run_frame(eng).backend == "cpu"
+        fail.unlink()
+        wait_for_backend(eng, "npu")  # needs a second round: the first one's attachment was lost
+        assert events.kinds().count("accelerator_reattached") >= 2
+    finally:
+        eng.close()
+
+
 def test_accelerator_hanging_past_the_deadline_continues_on_cpu(models, npu_lib, tmp_path):
     hang = tmp_path / "wedged"
     # The device stays wedged until the file is removed (60 s cap, so a broken engine fails the

@@ -97,6 +97,9 @@ class Engine(AcceleratorFailover):
         self._frame_rt: TierRuntime | None = None
         self._frame_open = False
         self._reattach: threading.Thread | None = None
+        self._reattach_lock = threading.Lock()
+        self._reattach_running = False  # a re-attach thread is running and will look at _reattach_again
+        self._reattach_again = False  # the accelerator failed (again) since the running round began
         self._closed = False
         self._closing = threading.Event()
         self._frames = 0

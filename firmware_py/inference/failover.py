@@ -75,15 +75,22 @@ class AcceleratorFailover:
         return slots
 
     def _start_reattach(self) -> None:
-        if self._reattach is not None and self._reattach.is_alive():
-            return
+        # A flag under a lock, not Thread.is_alive(): a failure just as the re-attach thread
+        # decides to exit would otherwise find it "alive", start nothing, and stay on the CPU.
+        with self._reattach_lock:
+            self._reattach_again = True
+            if self._reattach_running:
+                return
+            self._reattach_running = True
         self._reattach = threading.Thread(target=self._reattach_loop, name="accel-reattach", daemon=True)
         self._reattach.start()
 
     def _reattach_loop(self) -> None:
-        delay, max_delay = self.reattach_backoff_s
-        acc = self.accelerator
+        initial, max_delay = self.reattach_backoff_s
+        delay, acc = initial, self.accelerator
         while not self._closing.wait(delay):
+            with self._reattach_lock:
+                self._reattach_again = False  # a failure from now on asks for another round
             next_delay = min(delay * 2, max_delay)
             # Reload only when the delegate is gone: after a swap during re-attach it is loaded
             # already, and a second delegate would open the same device twice.
@@ -95,17 +102,24 @@ class AcceleratorFailover:
             if acc.key not in slot.tier.files:
                 self.events.emit("accelerator_reattached", f"{acc.key} loaded; tier {slot.tier.name} has no "
                                  f"{acc.key} build, other tiers pick it up when swapped in", tier=slot.tier.name)
-                return
-            accel, note, invoker = self._build_accel(self.manifest, slot.tier)
-            if accel is None:
-                self.events.emit("accelerator_reattach_failed", f"{note}; next try in {next_delay:g} s",
+            else:
+                accel, note, invoker = self._build_accel(self.manifest, slot.tier)
+                if accel is None:
+                    self.events.emit("accelerator_reattach_failed", f"{note}; next try in {next_delay:g} s",
+                                     tier=slot.tier.name)
+                    delay = next_delay
+                    continue
+                # Attach by reference assignment (accel last): the next frame's input_view() picks it up.
+                slot.invoker, slot.accel_note, slot.accel = invoker, None, accel
+                self.events.emit("accelerator_reattached", f"{acc.key} re-attached for tier {slot.tier.name}",
                                  tier=slot.tier.name)
-                delay = next_delay
-                continue
-            # Attach by reference assignment (accel last): the next frame's input_view() picks it up.
-            slot.invoker, slot.accel_note, slot.accel = invoker, None, accel
-            self.events.emit("accelerator_reattached", f"{acc.key} re-attached for tier {slot.tier.name}",
-                             tier=slot.tier.name)
-            if slot is self._active:
-                return
-            delay = 0.0  # a swap happened meanwhile: attach the new active tier right away
+                if slot is not self._active:
+                    delay = 0.0  # a swap happened meanwhile: attach the new active tier right away
+                    continue
+            with self._reattach_lock:
+                if not self._reattach_again:
+                    self._reattach_running = False
+                    return
+            delay = initial  # the accelerator failed again while this round attached it
+        with self._reattach_lock:
+            self._reattach_running = False
