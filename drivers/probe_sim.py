@@ -361,8 +361,10 @@ class ProbeSimulator:
         self.summary.frames_sent += 1
         self.sent.append((seq, sf.name))
         if self._frame_log:
-            self._frame_log.write(json.dumps({"seq": seq, "source": sf.name,
-                                              "t": round(time.monotonic() - self._t0, 6)}) + "\n")
+            entry = {"seq": seq, "source": sf.name, "t": round(time.monotonic() - self._t0, 6)}
+            if sf.truth is not None:  # phantom: what the frame shows, for scoring results
+                entry["truth"] = sf.truth.as_dict()
+            self._frame_log.write(json.dumps(entry) + "\n")
         if self.on_frame:
             self.on_frame(seq, sf.name, sf.truth)
         if self.faults.disconnect_pending:

@@ -86,7 +86,10 @@ class ImageFolderSource:
         return g
 
     def load(self, name: str) -> np.ndarray:
-        from PIL import Image  # only this source needs Pillow
+        try:
+            from PIL import Image  # only this source needs Pillow
+        except ImportError:
+            raise RuntimeError("the image-folder source needs Pillow: pip install pillow") from None
 
         with Image.open(os.path.join(self.folder, name)) as im:
             img = np.asarray(im.convert("L"), dtype=np.uint8)

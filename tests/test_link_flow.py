@@ -66,3 +66,30 @@ def test_newest_frame_wins_and_every_frame_is_accounted_for():
     assert slot.dropped_stale > 0 and s["frames_rejected"] > 0  # both paths were exercised
     assert seen == sorted(seen)  # newest wins: never an older frame after a newer one
     assert s["pool"]["allocations"] <= 8  # buffers are reused, not allocated per frame
+
+
+def test_a_consumer_that_holds_every_frame_exhausts_the_pool_without_stopping_the_link():
+    from conftest_drivers import Collector
+
+    held = []
+    src = PhantomSource(make_geometry("linear", 8, 16, 8), distinct=2)
+    with pty_pair() as (master, _slave, path):
+        st = SimThread(ProbeSimulator(src, fps=200, telemetry_hz=0), master)
+        link = ProbeLink(path, pool_buffers=2, pool_max_buffers=4)
+        sink = Collector()
+        link.start(lambda f: held.append(f) if len(held) < 4 else sink(f))
+        try:
+            assert wait_for(lambda: len(held) == 4)
+            # every buffer is held: frames keep arriving, are counted, and framing stays intact
+            assert wait_for(lambda: link.stats()["frames_no_buffer"] >= 5)
+            assert link.connected and link.stats()["pool"]["exhausted"] >= 5
+            for f in held:
+                f.release()
+            assert wait_for(lambda: len(sink.frames) >= 3)
+        finally:
+            link.stop()
+            st.stop()
+    s = link.stats()
+    assert s["frames_rejected_by_reason"]["crc"] == 0 and s["pool"]["buffers"] == 4
+    assert s["frames_received"] == s["frames_delivered"] + s["frames_no_buffer"] + s["frames_rejected"] \
+        + s["frames_in_progress"]

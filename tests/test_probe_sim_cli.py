@@ -110,13 +110,15 @@ def test_replay_cli_refuses_a_non_recording(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--geometry", "phased", "--bits", "8"], ["--geometry", "linear", "--depth", "60"]])
-def test_in_process_fd_mode_runs_and_ends_by_frames(argv):
+def test_in_process_fd_mode_runs_and_ends_by_frames(argv, tmp_path):
+    log = tmp_path / "frames.jsonl"
     with pty_pair() as (master, _slave, path):
         import threading
 
         rc = {}
         t = threading.Thread(target=lambda: rc.setdefault("rc", main(
-            ["--fd", str(master), "--fps", "0", "--frames", "5", "--lines", "8", "--samples", "16", *argv])))
+            ["--fd", str(master), "--fps", "0", "--frames", "5", "--lines", "8", "--samples", "16",
+             "--frame-log", str(log), *argv])))
         t.start()
         got = Collector()
         link = ProbeLink(path)
@@ -127,6 +129,10 @@ def test_in_process_fd_mode_runs_and_ends_by_frames(argv):
             link.stop()
             t.join(10)
     assert rc["rc"] == 0
+    entries = [json.loads(line) for line in open(log)]
+    assert [e["seq"] for e in entries] == [0, 1, 2, 3, 4]
+    # phantom frames carry their ground truth: lesion positions, sizes, echogenicity
+    assert len(entries[0]["truth"]["lesions"]) == 3 and entries[0]["truth"]["lesion_cells"] > 0
 
 
 def test_replay_cli_plays_a_recording_back(tmp_path):

@@ -107,3 +107,39 @@ def test_pure_noise_never_crashes_and_is_all_discarded(noise, chunk):
         assert p.feed(noise[i:i + chunk]) == []
     assert p.frames_delivered == 0
     assert p.bytes_in == p.bytes_discarded + p.pending_bytes
+
+
+finite = st.floats(-100.0, 100.0, allow_nan=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(kind=st.sampled_from(list(ProbeKind)), lines=st.integers(1, 40), samples=st.integers(2, 40),
+       bits=st.sampled_from([8, 16]), start=st.floats(0, 50), span=st.floats(0.5, 200),
+       width=st.floats(1, 170), radius=st.floats(1, 80), tgc=st.none() | st.lists(finite, min_size=1, max_size=8),
+       seq=st.integers(0, 2**32 - 1), ts=st.integers(0, 2**64 - 1), seed=st.integers(0, 2**32 - 1))
+def test_every_valid_geometry_roundtrips_exactly(kind, lines, samples, bits, start, span, width, radius, tgc,
+                                                 seq, ts, seed):
+    from firmware_py.geometry import Geometry
+
+    g = Geometry(kind, lines, samples, bits, start, start + span, width,
+                 radius if kind == ProbeKind.CONVEX else 0.0, tuple(tgc) if tgc else None)
+    s = random_samples(np.random.default_rng(seed), g)
+    p = FrameParser(version=V)
+    (f,) = p.feed(P.encode_frame(seq, ts, g, s, V))
+    assert (f.seq, f.timestamp_us, f.geometry) == (seq, ts, g)
+    np.testing.assert_array_equal(f.samples, s)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rid=st.integers(0, 2**32 - 1), cmd=st.sampled_from(list(P.Command)), ok=st.booleans(),
+       value=st.floats(allow_nan=False), text=st.text(max_size=60), battery=st.none() | st.integers(0, 100),
+       temp=st.none() | st.floats(-40, 120), button=st.sampled_from(list(P.ButtonEvent)), bid=st.integers(0, 255))
+def test_control_messages_roundtrip(rid, cmd, ok, value, text, battery, temp, button, bid):
+    ack = P.Ack(rid, cmd, ok, value, text)
+    tel = P.Telemetry(rid, battery, temp, button, bid)
+    out = FrameParser().feed(P.encode_ack(ack, V) + P.encode_telemetry(tel, V) + P.encode_error(text))
+    assert out[0].value == ack
+    got = out[1].value
+    assert (got.battery_pct, got.button, got.button_id) == (battery, button, bid)
+    assert got.temperature_c == (None if temp is None else round(temp * 100) / 100)
+    assert out[2].value == text
