@@ -270,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="write the results here (default: stdout only)")
     ap.add_argument("--seconds", type=float, default=2.0, help="length of each throughput window")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds; medians are reported")
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as exc:  # --help -> 0, bad usage -> 2
+        return int(exc.code or 0)
     if args.seconds <= 0 or args.repeats < 1:
         print("bench link: --seconds must be > 0 and --repeats >= 1", file=sys.stderr)
         return 2

@@ -25,8 +25,13 @@ def _version(text: str) -> P.Version:
         raise argparse.ArgumentTypeError(f"version {text!r} is not MAJOR.MINOR like 1.1") from None
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not the whole usage block
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="firmware-py probe-sim",
+    ap = _OneLineParser(prog="firmware-py probe-sim",
                                  description="Software ultrasound probe speaking the firmware-py wire protocol.")
     where = ap.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true",

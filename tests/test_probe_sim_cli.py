@@ -18,6 +18,8 @@ def test_help_and_usage_errors(capsys, tmp_path):
     assert main(["--help"]) == 0
     assert "--fault-log" in capsys.readouterr().out
     assert main(["--pty", "--bits", "12"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 12" in err  # one line, not the usage block
     assert main([]) == 2  # one of --pty/--fd/--port is required
     assert main(["--pty", "--disconnect", "0.1"]) == 2
     assert "--disconnect needs --pty and --link" in capsys.readouterr().err
