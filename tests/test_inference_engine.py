@@ -254,6 +254,31 @@ def test_a_load_still_running_when_the_set_is_reloaded_is_discarded(engine, mode
     assert engine._active is reloaded and engine.status()["resident"] == ["cls-small"]
 
 
+def test_a_load_still_running_survives_a_refused_reload(engine, models, monkeypatch):
+    import yaml
+
+    from firmware_py.inference.signing import sign_model_set
+
+    release = hold_background_loads(engine, monkeypatch)
+    fut = engine.request_tier("cls-large")
+    path = os.path.join(models["dir"], "manifest.yaml")
+    doc = yaml.safe_load(open(path))
+    doc["tiers"] = [t for t in doc["tiers"] if t["task"] == "segment"]  # signed, but no classify ladder
+    yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
+    for name in ("cls_int8.tflite", "cls_int8_b.tflite"):  # moved aside, as an update would, so the set verifies
+        os.rename(os.path.join(models["dir"], name), os.path.join(models["dir"], "..", name))
+    sign_model_set(models["dir"], models["private"])
+    assert engine.reload() is False  # verified, then refused at tier load: the old set is current again
+    assert engine.events.recent[-1]["kind"] == "reload_failed"
+    for name in ("cls_int8.tflite", "cls_int8_b.tflite"):
+        os.rename(os.path.join(models["dir"], "..", name), os.path.join(models["dir"], name))
+    release.set()
+    assert fut.result(30) == "cls-large"
+    for expected in ("cls-small", "cls-large"):
+        engine.input_view()[...] = 0
+        assert engine.invoke().tier == expected
+
+
 def test_latest_request_wins_over_a_load_still_running(engine):
     fut = engine.request_tier("cls-large")
     engine.request_tier("cls-small")  # the policy changed its mind before the load finished

@@ -388,7 +388,7 @@ class Engine(AcceleratorFailover):
         with self._lock:
             # Loads requested before now read the old set: _load_for_swap drops what they build.
             self._generation += 1
-            self._loading.clear()
+            loading, self._loading = self._loading, {}
             old = list(self._resident.values())
             self._resident.clear()
             bad, self._bad = self._bad, {}  # the new set gets a fresh chance
@@ -401,6 +401,10 @@ class Engine(AcceleratorFailover):
                 for s in old:
                     self._resident[s.tier.name] = s
                 self._bad = bad
+                # The old set is current again: its loads in flight may finish; loads requested
+                # during this reload read the refused set and are dropped.
+                self._generation -= 1
+                self._loading = {**loading, **self._loading}
             return False
         with self._lock:
             self._resident[slot.tier.name] = slot
