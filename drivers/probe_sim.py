@@ -132,32 +132,20 @@ class ProbeSimulator:
         next_frame = time.monotonic()
         next_telemetry = time.monotonic() + (1.0 / self.telemetry_hz if self.telemetry_hz > 0 else 1e18)
         self._fd, self._parser = fd, parser
-        replay_t0 = None
+        self._replay_t0 = None
         try:
             while True:
                 now = time.monotonic()
-                if self._stop.is_set():
-                    self.summary.ended_by = "stopped"
-                    break
-                if deadline is not None and now >= deadline:
-                    self.summary.ended_by = "duration"
-                    break
-                if max_frames is not None and self.summary.frames_sent >= max_frames:
-                    self.summary.ended_by = "max_frames"
+                ended = self._end_reason(now, deadline, max_frames)
+                if ended:
+                    self.summary.ended_by = ended
                     break
                 live = self.version is not None and not self.state.frozen
                 if self.replay is not None:
-                    if not live:
-                        replay_t0 = None
-                    elif replay_t0 is None:
-                        replay_t0 = now
-                    if live:
-                        if self._replay_i >= len(self.replay.chunks):
-                            if not self.replay_loop:
-                                self.summary.ended_by = "replay_end"
-                                break
-                            self._replay_i, replay_t0 = 0, now
-                        next_frame = replay_t0 + (self.replay.chunks[self._replay_i][0] - self._replay_first) / 1e6
+                    next_frame = self._replay_due(now, live)
+                    if next_frame is None:
+                        self.summary.ended_by = "replay_end"
+                        break
                 wake = min(next_telemetry, next_frame if live else now + 0.05)
                 if deadline is not None:
                     wake = min(wake, deadline)
@@ -166,15 +154,14 @@ class ProbeSimulator:
                 if self.version is not None and now >= next_telemetry:
                     self._send_telemetry()
                     next_telemetry += 1.0 / self.telemetry_hz
-                if live and now >= next_frame and self.replay is not None:
-                    t_chunk, data = self.replay.chunks[self._replay_i]
-                    self._write(data)
-                    self.replay_log.append((now - replay_t0, (t_chunk - self._replay_first) / 1e6))
-                    self._replay_i += 1
-                elif live and now >= next_frame:
+                if live and now >= next_frame:
+                    if self.replay is not None:
+                        self._send_replay_chunk(now)
+                        continue
                     self._send_frame()
-                    next_frame = next_frame + 1.0 / self.fps if self.fps > 0 else now
-                    if next_frame < now - 1.0:  # we fell far behind (stall): do not burst to catch up
+                    period = 1.0 / self.fps if self.fps > 0 else 0.0
+                    next_frame += period
+                    if next_frame < now - period:  # fell behind (stall, freeze): no burst to catch up
                         next_frame = now
             self._flush()
         except PeerGone:
@@ -189,6 +176,35 @@ class ProbeSimulator:
         if self._frame_log:
             self._frame_log.flush()
         return self.summary
+
+    def _end_reason(self, now: float, deadline: float | None, max_frames: int | None) -> str:
+        if self._stop.is_set():
+            return "stopped"
+        if deadline is not None and now >= deadline:
+            return "duration"
+        if max_frames is not None and self.summary.frames_sent >= max_frames:
+            return "max_frames"
+        return ""
+
+    def _replay_due(self, now: float, live: bool) -> float | None:
+        """When the next recorded chunk is due (its recorded offset after the handshake), or None
+        at the end of the recording."""
+        if not live:
+            self._replay_t0 = None
+            return now + 0.05
+        if self._replay_t0 is None:
+            self._replay_t0 = now
+        if self._replay_i >= len(self.replay.chunks):
+            if not self.replay_loop:
+                return None
+            self._replay_i, self._replay_t0 = 0, now
+        return self._replay_t0 + (self.replay.chunks[self._replay_i][0] - self._replay_first) / 1e6
+
+    def _send_replay_chunk(self, now: float) -> None:
+        t_chunk, data = self.replay.chunks[self._replay_i]
+        self._write(data)
+        self.replay_log.append((now - self._replay_t0, (t_chunk - self._replay_first) / 1e6))
+        self._replay_i += 1
 
     def close(self) -> None:
         self.faults.close()
