@@ -29,7 +29,8 @@ _SCAN_MIN = P.HEADER_SIZE + P.MAX_CONTROL_PAYLOAD + P.TRAILER_SIZE
 class Message:
     """A control message (everything but FRAME), decoded. ``value`` depends on ``type``:
     HELLO -> (min, max) versions, CAPABILITIES -> ProbeInfo, TELEMETRY -> Telemetry,
-    COMMAND -> (request_id, command, value), ACK -> Ack, ERROR -> str; unknown types -> raw bytes."""
+    COMMAND -> (request_id, command, value), ACK -> Ack, ERROR -> str. Unknown types are skipped
+    (counted in ``control_unknown``), never returned."""
 
     type: int
     version: P.Version
