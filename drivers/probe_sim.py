@@ -102,6 +102,8 @@ class ProbeSimulator:
         self._stop = threading.Event()
         self._deadline: float | None = None
         self._batch: list = []
+        self._writing = False  # a message is part-way out: replies go to the outbox
+        self._outbox: list[bytes] = []
         self._batch_bytes = 0
         self._t0 = time.monotonic()
         self.streaming = threading.Event()  # set once a handshake succeeded (tests wait on it)
@@ -269,23 +271,35 @@ class ProbeSimulator:
                 mv = mv[n:]
                 self.summary.bytes_sent += n
             return
-        while mv:
-            try:
-                n = os.write(self._fd, mv)
-                mv = mv[n:]
-                self.summary.bytes_sent += n
-                continue
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                if exc.errno in (errno.EIO, errno.EBADF, errno.EPIPE):
-                    raise PeerGone() from None
-                raise
-            if self._stop.is_set() or (self._deadline is not None and time.monotonic() >= self._deadline):
-                raise Expired()
-            r, _, _ = select.select([self._fd], [self._fd], [], 0.1)
-            if r:
-                self._read_input()
+        self._writing = True
+        try:
+            while mv:
+                try:
+                    n = os.write(self._fd, mv)
+                    mv = mv[n:]
+                    self.summary.bytes_sent += n
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    if exc.errno in (errno.EIO, errno.EBADF, errno.EPIPE):
+                        raise PeerGone() from None
+                    raise
+                if self._stop.is_set() or (self._deadline is not None and time.monotonic() >= self._deadline):
+                    raise Expired()
+                r, _, _ = select.select([self._fd], [self._fd], [], 0.1)
+                if r:
+                    self._read_input()  # replies wait in the outbox: never inside this message
+        finally:
+            self._writing = False
+        while self._outbox:
+            self._write(self._outbox.pop(0))
+
+    def _reply(self, data: bytes) -> None:
+        if self._writing:
+            self._outbox.append(data)
+        else:
+            self._write(data)
 
     # ------------------------------------------------------------------ protocol
 
@@ -296,16 +310,16 @@ class ProbeSimulator:
                 v = P.negotiate(dev_min, dev_max, self.vmin, self.vmax)
             except P.ProtocolError as exc:
                 self.summary.refused += 1
-                self._write(P.encode_error(str(exc), self.vmin))
+                self._reply(P.encode_error(str(exc), self.vmin))
                 return
             self.version = v
             info = P.ProbeInfo(v, self.vmin, self.vmax, **self.info_base)
-            self._write(P.encode_capabilities(info))
+            self._reply(P.encode_capabilities(info))
             self.summary.handshakes += 1
             self.streaming.set()
         elif msg.type == P.MsgType.COMMAND and self.version is not None:
             self.summary.commands += 1
-            self._write(P.encode_ack(self._command(*msg.value), self.version))
+            self._reply(P.encode_ack(self._command(*msg.value), self.version))
 
     def _command(self, rid: int, code: int, value: float) -> P.Ack:
         try:

@@ -275,3 +275,23 @@ def test_a_probe_that_goes_silent_gets_a_new_session():
             st.stop()
         assert sim.summary.handshakes == 2 and link.stats()["reconnects"] >= 1
         assert any("no data from the probe" in e.get("message", "") for e in got.events)
+
+
+def test_commands_answered_mid_stream_never_split_a_frame():
+    """Acks are written between messages, never inside a frame that is part-way out."""
+    with pty_pair() as (master, _slave, path):
+        sim = ProbeSimulator(phantom(lines=64, samples=512), fps=0, telemetry_hz=0)
+        st = SimThread(sim, master)
+        got = Collector()
+        link = ProbeLink(path)
+        link.start(got)
+        try:
+            assert link.wait_connected(5)
+            for i in range(40):
+                assert link.send_command("gain", float(i % 20)).value == float(i % 20)
+        finally:
+            link.stop()
+            st.stop()
+    s = link.stats()
+    assert len(got.frames) > 40
+    assert s["frames_rejected_by_reason"]["crc"] == 0 and s["header_errors"] == 0
