@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data"))
 from model_sets import LABELS, TWO_CLASSIFIERS, make_model_set, reference_output  # noqa: E402
 
-from firmware_py.errors import ModelError  # noqa: E402
+from firmware_py.errors import ModelError, SecurityError  # noqa: E402
 from firmware_py.inference import Engine  # noqa: E402
 
 RNG = np.random.default_rng(5)
@@ -336,6 +336,26 @@ def test_from_config_accepts_the_daemon_config_object(models):
         assert eng.active_tier.name == "cls-large" and eng.backend_name == "cpu" and eng.accelerator is None
     finally:
         eng.close()
+
+
+def test_from_config_without_a_public_key_trusts_the_dev_key_and_says_so(models):
+    from firmware_py.inference.engine import default_public_key
+    from firmware_py.inference.signing import sign_model_set
+
+    dev_private = os.path.join(os.path.dirname(default_public_key()), "dev-ed25519.pem")
+    if not os.path.exists(dev_private):
+        pytest.skip("models/keys/dev-ed25519.pem not present (installed package)")
+    sign_model_set(models["dir"], dev_private)
+    events = []
+    eng = Engine.from_config({"models": {"manifest": models["dir"]}}, on_event=events.append)
+    try:
+        assert eng.status()["model_set"]["verified"] is True
+        warning = [e for e in events if e["kind"] == "development-key"]
+        assert len(warning) == 1 and "set models.public_key" in warning[0]["message"]
+    finally:
+        eng.close()
+    with pytest.raises(SecurityError, match="this device trusts key"):  # a configured key is enforced
+        Engine.from_config({"models": {"manifest": models["dir"], "public_key": models["public"]}})
 
 
 def test_reload_swaps_to_the_reloaded_tier_between_frames(engine, models):

@@ -120,7 +120,7 @@ class Engine(AcceleratorFailover):
         manifest = models.get("manifest") or default_manifest()
         public_key = models.get("public_key") or default_public_key()
         loader = DelegateLoader.from_config(acc, interp=interpreter_backend()) if acc else None
-        return cls(
+        engine = cls(
             manifest,
             public_key=public_key,
             task=models.get("task"),
@@ -132,6 +132,13 @@ class Engine(AcceleratorFailover):
             reattach_backoff_s=(float(acc.get("reattach_initial_s", 2.0)), float(acc.get("reattach_max_s", 120.0))),
             on_event=on_event,
         )
+        if not models.get("public_key"):
+            # Verified, but by a key whose private half is in the repository: fine for development,
+            # worthless on a device. Said at every start so a shipped configuration cannot hide it.
+            engine.events.emit("development-key", f"models.public_key is not set: trusting the development key "
+                               f"{public_key}, which anyone can sign with; set models.public_key to the "
+                               "production key on a device")
+        return engine
 
     @property
     def active_tier(self) -> Tier:
