@@ -175,7 +175,11 @@ class Daemon:
         except OSError:
             self._temp_c = None
         (p90,) = self.latency.percentiles(90)
-        current = self.ladder.index(self.engine.active_tier.name)
+        self.ladder = self.engine.ladder
+        active = self.engine.active_tier.name
+        if active not in self.ladder:  # a reloaded set whose swap is still pending: decide next period
+            return
+        current = self.ladder.index(active)
         target = self.policy.decide(current, PolicyInputs(self._battery_pct, self._temp_c, p90))
         if target != current and self.engine.request_tier(self.ladder[target]):
             log.info("tier %s -> %s (%s)", self.ladder[current], self.ladder[target], self.policy.reason)
