@@ -1,6 +1,7 @@
 """Preprocessor: probe frame samples -> the model's int8 input tensor, in one fused pass.
 
-Public, validating wrapper over the private Cython kernel ``_preprocess.fused_preprocess``.
+Public, validating wrapper over the private Cython kernels ``_preprocess.FusedPlan`` and (linear probes)
+``_linear.LinearPlan``.
 The math is docs/architecture.md "Preprocessing contract"; ``reference.preprocess`` is its NumPy
 twin and the kernel agrees with it within one int8 LSB (see docs/kernels.md).
 """
@@ -13,13 +14,14 @@ import numpy as np
 
 from firmware_py.geometry import Geometry
 try:
-    from firmware_py.kernels import _preprocess
+    from firmware_py.kernels import _linear, _preprocess
 except ImportError as exc:  # a source checkout without the compiled extension
     raise ImportError(
         f"firmware_py.kernels._preprocess is not compiled ({exc}): run "
         "`python setup.py build_ext --inplace` (or `pip install -e .`) in the repository"
     ) from exc
-from firmware_py.kernels.scan_lut import ScanLUT, build_scan_lut
+from firmware_py.geometry import ProbeKind
+from firmware_py.kernels.scan_lut import ScanLUT, build_linear_axes, build_scan_lut
 
 _MAX_GRID = 4096
 
@@ -150,12 +152,33 @@ class Preprocessor:
                 self._table = _NO_TABLE
             self._q = q
             self._lut = lut
-            self._plan = _preprocess.FusedPlan(
-                self._table, self._gain, lut.src, lut.wl, lut.ws, self.out_h, self.out_w,
-                geometry.n_samples, lut.line_step, q, self._a, self._b, self._fill_code, self.threads,
-            )
+            if geometry.kind == ProbeKind.LINEAR:
+                self._plan = self._linear_plan(geometry, q)
+            else:
+                self._plan = _preprocess.FusedPlan(
+                    self._table, self._gain, lut.src, lut.wl, lut.ws, self.out_h, self.out_w,
+                    geometry.n_samples, lut.line_step, q, self._a, self._b, self._fill_code, self.threads,
+                )
             self.lut_builds += 1
         return self._lut
+
+    def _linear_plan(self, geometry: Geometry, q: int):
+        """Separable path: a linear probe's rows and columns interpolate independently
+        (kernels/_linear.pyx); single-threaded, it takes a few microseconds."""
+        ax = build_linear_axes(geometry, self.out_h, self.out_w)
+        g0 = g1 = None
+        if self._gain is not None:
+            g0, g1 = self._gain[ax.k0], self._gain[ax.k0 + 1]
+        if geometry.bits == 8 and g0 is None:
+            q = 1  # the bytes themselves are the display values
+        used = ax.col_in
+        line0 = int(ax.i0[used].min()) if used.any() else 0
+        n_used = int(ax.i1[used].max()) - line0 + 1 if used.any() else 0
+        return _linear.LinearPlan(
+            self._table, ax.k0, ax.ws, g0, g1, np.where(ax.row_in, 0, -1).astype(np.int32),
+            ax.i0, ax.i1, ax.wl, ax.col_in.astype(np.uint8), line0, n_used, geometry.n_samples, q,
+            self._a, self._b, self._fill_code,
+        )
 
     def _check(self, samples, geometry, out) -> np.ndarray:
         if not isinstance(geometry, Geometry):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_py.geometry import Geometry
+from firmware_py.geometry import Geometry, ProbeKind
 from firmware_py.kernels import reference
 
 Q15_ONE = 32768
@@ -62,3 +62,47 @@ def build_scan_lut(geometry: Geometry, out_h: int, out_w: int) -> ScanLUT:
     ws = np.where(inside, ws, OUTSIDE).astype(np.uint16).ravel()
     step = geometry.n_samples if geometry.n_lines > 1 else 0
     return ScanLUT(geometry, out_h, out_w, src, wl, ws, step)
+
+
+@dataclass(frozen=True)
+class LinearAxes:
+    """A linear probe's scan conversion, exactly separable: per output row and per output column.
+
+    Rows (depth): ``k0`` lower sample, ``ws`` Q14 weight of ``k0 + 1``, ``row_in``; columns
+    (lines): ``i0``/``i1`` the two lines (``i1 = i0`` on a one-line frame), ``wl`` Q14 weight of
+    ``i1``, ``col_in``. A pixel is inside when its row and its column are.
+    """
+    k0: np.ndarray  # int32 (H,)
+    ws: np.ndarray  # int16 (H,)
+    row_in: np.ndarray  # bool (H,)
+    i0: np.ndarray  # int32 (W,)
+    i1: np.ndarray  # int32 (W,)
+    wl: np.ndarray  # int16 (W,)
+    col_in: np.ndarray  # bool (W,)
+
+
+Q14_ONE = 16384
+
+
+def build_linear_axes(geometry: Geometry, out_h: int, out_w: int) -> LinearAxes:
+    """Per-row and per-column tables of a linear geometry, from the same float64 positions."""
+    if geometry.kind != ProbeKind.LINEAR:
+        raise ValueError(f"build_linear_axes needs a linear geometry, got {geometry.kind.name}")
+    u, v, inside = reference.source_coordinates(geometry, out_h, out_w)
+    u, v = u[0, :], v[:, 0]  # u depends on the column only, v on the row only
+    col_in = (u >= 0) & (u <= geometry.n_lines)
+    row_in = (v >= 0) & (v <= geometry.n_samples)
+    assert np.array_equal(inside, row_in[:, None] & col_in[None, :])
+
+    def lower(pos, n):
+        p = np.clip(pos - 0.5, 0.0, n - 1.0)
+        if n == 1:
+            return np.zeros(p.shape, np.int32), np.zeros(p.shape, np.int16)
+        i = np.minimum(np.floor(p).astype(np.int64), n - 2)
+        return i.astype(np.int32), np.rint((p - i) * Q14_ONE).astype(np.int16)
+
+    k0, ws = lower(v, geometry.n_samples)
+    i0, wl = lower(u, geometry.n_lines)
+    k0, ws = np.where(row_in, k0, 0).astype(np.int32), np.where(row_in, ws, 0).astype(np.int16)
+    i1 = np.minimum(i0 + 1, geometry.n_lines - 1).astype(np.int32)
+    return LinearAxes(k0, ws, row_in, i0, i1, wl, col_in)

@@ -214,3 +214,17 @@ def test_extreme_tgc_and_dynamic_range_keep_one_lsb(dr, tgc, bits):
     assert_within_one_lsb(ours, ref)
     inside = reference.source_coordinates(g, 80, 80)[2]
     assert np.unique(ref[inside]).size > 5  # not saturated flat
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("tgc", [None, TGC], ids=["no-tgc", "tgc"])
+@pytest.mark.parametrize("hw", [(37, 53), (16, 17), (130, 9)])
+def test_linear_separable_path_odd_grids(bits, tgc, hw):
+    # Linear probes take the separable kernel (kernels/_linear.pyx): its 16 x 16 transpose blocks,
+    # the scalar edges and the four-line gather tail must all land where the reference says.
+    g = make_geometry("linear", bits, tgc, n_lines=61)
+    samples = random_frame(g, seed=5)
+    kw = dict(scale=1 / 255, zero_point=-128, dynamic_range_db=50.0)
+    pp = Preprocessor(*hw, **kw)
+    assert_within_one_lsb(pp(samples, g), reference.preprocess(samples, g, *hw, **kw))
+    assert type(pp._plan).__name__ == "LinearPlan"
