@@ -15,6 +15,8 @@ Method (all in one run, so the ratios compare like with like on a shared machine
   read by the link while frames flow; ``link_vs_raw_pty`` = link_MBps / raw_pty_MBps.
 * ``link_vs_sim_to_raw_reader`` (diagnostic): link_MBps / the same probe-sim read by a bare readv
   loop, i.e. the link's own cost with the producer held fixed.
+* ``link_cpu_per_byte_vs_raw_reader``: CPU time per byte of the link / of the bare readv loop
+  (same round). Throughput ratios swing with the load of a shared machine; CPU per byte does not.
 * ``parser_cpu_fraction_at_pty_bandwidth``: raw_pty_MBps / parser_MBps at the pty chunk size, i.e.
   the share of one core the parser would need to keep up with the pty at full speed.
   ``link_process_cpu_fraction``: CPU time of this process (link thread) / wall time while the link
@@ -223,6 +225,9 @@ def run(seconds: float, repeats: int) -> dict:
             add(f"sim_to_raw_reader_MBps.{k}", sim_raw)
             add(f"link_vs_sim_to_raw_reader.{k}", mbps / sim_raw)
             add(f"link_process_cpu_fraction.{k}", cpu)
+            # CPU per byte is far less sensitive to the machine's load than throughput is
+            add(f"link_cpu_ms_per_MB.{k}", 1000 * cpu / mbps)
+            add(f"link_cpu_per_byte_vs_raw_reader.{k}", (cpu / mbps) / (raw_cpu / raw))
             if stats["frames_rejected"] or stats["bytes_discarded"] > 4096:
                 raise RuntimeError(f"clean line but the link rejected frames: {stats}")
             parser_pty = parser_mbps(stream, int(chunk), flen)
@@ -234,7 +239,8 @@ def run(seconds: float, repeats: int) -> dict:
     out: dict = {"parser_MBps": {}, "parser_MBps_64KiB_reads": {}, "crc_MBps": {}, "link_MBps": {},
                  "link_vs_raw_pty": {}, "parser_cpu_fraction_at_pty_bandwidth": {},
                  "link_process_cpu_fraction": {}, "sim_to_raw_reader_MBps": {},
-                 "link_vs_sim_to_raw_reader": {}}
+                 "link_vs_sim_to_raw_reader": {}, "link_cpu_ms_per_MB": {},
+                 "link_cpu_per_byte_vs_raw_reader": {}}
     raw = med["raw_pty_MBps"]
     for k in SIZES:
         out["parser_MBps"][k] = round(med[f"parser_MBps.{k}"], 1)
@@ -245,9 +251,13 @@ def run(seconds: float, repeats: int) -> dict:
         out["parser_cpu_fraction_at_pty_bandwidth"][k] = round(med[f"parser_cpu_fraction_at_pty_bandwidth.{k}"], 3)
         out["link_process_cpu_fraction"][k] = round(med[f"link_process_cpu_fraction.{k}"], 3)
         out["sim_to_raw_reader_MBps"][k] = round(med[f"sim_to_raw_reader_MBps.{k}"], 1)
+        out["link_cpu_ms_per_MB"][k] = round(med[f"link_cpu_ms_per_MB.{k}"], 2)
+        out["link_cpu_per_byte_vs_raw_reader"][k] = round(med[f"link_cpu_per_byte_vs_raw_reader.{k}"], 3)
         out["link_vs_sim_to_raw_reader"][k] = round(med[f"link_vs_sim_to_raw_reader.{k}"], 3)
     out["raw_pty_MBps"] = round(raw, 1)
     out["raw_reader_cpu_fraction"] = round(med["raw_reader_cpu_fraction"], 3)
+    out["raw_reader_cpu_ms_per_MB"] = round(statistics.median(
+        1000 * c / m for c, m in zip(rounds["raw_reader_cpu_fraction"], rounds["raw_pty_MBps"])), 2)
     out["pty_bytes_per_read"] = round(statistics.median(chunk_sizes))
     out["targets"] = {"parser_cpu_fraction_at_pty_bandwidth": "< 0.10", "link_vs_raw_pty": ">= 0.8"}
     out["meets_targets"] = {
