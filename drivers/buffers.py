@@ -52,6 +52,16 @@ class BufferPool:
         with self._lock:
             self._free.append(buf)
 
+    def release_frame(self, frame: "Frame") -> bool:
+        """Take the frame's buffer back exactly once, even if two threads release it at once
+        (a buffer in the free list twice would later back two frames)."""
+        with self._lock:
+            buf, frame._buf = frame._buf, None
+            if buf is None:
+                return False
+            self._free.append(buf)
+            return True
+
     def stats(self) -> dict:
         with self._lock:
             return {"buffers": self._total, "free": len(self._free), "allocations": self.allocations,
@@ -77,12 +87,12 @@ class Frame:
         self._pool = pool
 
     def release(self) -> None:
-        """Return the buffer to the pool. Idempotent."""
-        buf, self._buf = self._buf, None
-        if buf is not None:
-            self.samples = None
-            if self._pool is not None:
-                self._pool.release(buf)
+        """Return the buffer to the pool. Idempotent and thread-safe."""
+        if self._pool is not None:
+            self._pool.release_frame(self)
+        else:
+            self._buf = None
+        self.samples = None
 
     @property
     def released(self) -> bool:

@@ -209,3 +209,20 @@ def test_negotiate():
 def test_parser_rejects_bad_limits():
     with pytest.raises(ValueError, match="max_payload"):
         FrameParser(max_payload=0)
+
+
+def test_frame_release_is_idempotent_and_thread_safe():
+    import threading
+
+    g = small_geometry()
+    pool = BufferPool(count=0, max_buffers=64)
+    p = FrameParser(pool, version=V)
+    frames = frames_of(p.feed(b"".join(frame_bytes(i, g, np.zeros((4, 8), np.uint8)) for i in range(64))))
+    assert len(frames) == 64 and pool.stats()["free"] == 0
+    threads = [threading.Thread(target=lambda: [f.release() for f in frames]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert pool.stats()["free"] == 64  # each buffer back exactly once
+    assert all(f.released and f.samples is None for f in frames)
