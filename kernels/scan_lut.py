@@ -68,9 +68,9 @@ def build_scan_lut(geometry: Geometry, out_h: int, out_w: int) -> ScanLUT:
 class LinearAxes:
     """A linear probe's scan conversion, exactly separable: per output row and per output column.
 
-    Rows (depth): ``k0`` lower sample, ``ws`` Q14 weight of ``k0 + 1``, ``row_in``; columns
-    (lines): ``i0``/``i1`` the two lines (``i1 = i0`` on a one-line frame), ``wl`` Q14 weight of
-    ``i1``, ``col_in``. A pixel is inside when its row and its column are.
+    Rows (depth): ``k0`` lower sample, ``ws`` Q15 weight of ``k0 + 1`` (capped at 32767, so 16-bit lanes hold it), ``row_in``; columns
+    (lines): ``i0``/``i1`` the two lines (``i1 = i0`` on a one-line frame), ``wl`` Q15 weight of
+    ``i1`` (capped alike), ``col_in``. A pixel is inside when its row and its column are.
     """
     k0: np.ndarray  # int32 (H,)
     ws: np.ndarray  # int16 (H,)
@@ -79,9 +79,6 @@ class LinearAxes:
     i1: np.ndarray  # int32 (W,)
     wl: np.ndarray  # int16 (W,)
     col_in: np.ndarray  # bool (W,)
-
-
-Q14_ONE = 16384
 
 
 def build_linear_axes(geometry: Geometry, out_h: int, out_w: int) -> LinearAxes:
@@ -99,7 +96,7 @@ def build_linear_axes(geometry: Geometry, out_h: int, out_w: int) -> LinearAxes:
         if n == 1:
             return np.zeros(p.shape, np.int32), np.zeros(p.shape, np.int16)
         i = np.minimum(np.floor(p).astype(np.int64), n - 2)
-        return i.astype(np.int32), np.rint((p - i) * Q14_ONE).astype(np.int16)
+        return i.astype(np.int32), np.minimum(np.rint((p - i) * Q15_ONE), Q15_ONE - 1).astype(np.int16)
 
     k0, ws = lower(v, geometry.n_samples)
     i0, wl = lower(u, geometry.n_lines)
