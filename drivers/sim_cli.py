@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --pty: keep a symlink at PATH pointing to the current slave (like "
                          "/dev/serial/by-id), re-pointed after each injected disconnect")
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--images", metavar="DIR", help="send the images in DIR (sorted, looping) as linear B-mode frames")
+    src.add_argument("--images", metavar="DIR", help="send the images in DIR and its subfolders (sorted by "
+                     "relative path, looping) as linear 8-bit B-mode frames: width = scan lines")
     src.add_argument("--replay", metavar="FILE", help="play back a recording with its original timing")
     ap.add_argument("--loop", action="store_true", help="with --replay: start again at the end")
     ap.add_argument("--geometry", choices=("linear", "convex", "phased"), default="linear")
