@@ -20,8 +20,11 @@ in units of 1/q runs in 16-bit lanes and rounds to 1/128 display (error <= 1/256
 blend likewise (another 1/256), converted once to float32 for the quantization. Total error against the float64 reference stays below 0.02
 display levels, as in the fused kernel.
 """
+cimport numpy as cnp
 from libc.stdint cimport int8_t, int16_t, int32_t, uint8_t, uint16_t, uint32_t
 from libc.stdlib cimport free, malloc
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -257,11 +260,12 @@ cdef class LinearPlan:
     cdef const uint8_t[::1] col_in
     cdef fwpy_lin job
     cdef char* buf
+    cdef int n_lines
 
     def __cinit__(self, const int16_t[::1] table, const int32_t[::1] k0, const int16_t[::1] ws,
                   g0, g1, const int32_t[::1] row_out, const int32_t[::1] i0, const int32_t[::1] i1,
                   const int16_t[::1] wl, const uint8_t[::1] col_in, int line0, int n_used,
-                  int n_samples, int q, float a, float b, int fill_code):
+                  int n_lines, int n_samples, int q, float a, float b, int fill_code):
         """k0/ws/g0/g1/row_out: per output row; i0/i1/wl/col_in: per output column; q a power
         of two <= 64 (display units of 1/q); lines line0 .. line0 + n_used - 1 are read."""
         cdef int h = k0.shape[0], w = i0.shape[0], hs = (h + 15) & ~15
@@ -286,6 +290,7 @@ cdef class LinearPlan:
         self.job.wl = &self.wl[0]
         self.job.col_in = &self.col_in[0]
         self.job.n_samples = n_samples
+        self.n_lines = n_lines
         self.job.height, self.job.width, self.job.hstride = h, w, hs
         self.job.line0, self.job.n_used = line0, n_used
         self.job.q = q
@@ -301,19 +306,22 @@ cdef class LinearPlan:
     def __dealloc__(self):
         free(self.buf)
 
-    def run(self, samples, int8_t[::1] out):
-        """samples: (n_lines, n_samples) C-contiguous uint8 or uint16; out: height*width int8."""
-        cdef const uint8_t[:, ::1] s8
-        cdef const uint16_t[:, ::1] s16
+    def run(self, cnp.ndarray samples, cnp.ndarray out):
+        """samples: (n_lines, n_samples) C-contiguous uint8 or uint16; out: height*width int8.
+
+        Raw array pointers instead of typed memoryviews: acquiring the two buffers cost ~3,700
+        instructions per call (callgrind), 3% of this kernel. The checks below keep a wrong call from
+        touching memory it does not own; the public wrapper has already checked everything."""
         cdef fwpy_lin job = self.job
-        if samples.dtype.itemsize == 2:
-            s16 = samples
-            job.src = &s16[0, 0]
-            job.wide = 1
-        else:
-            s8 = samples
-            job.src = &s8[0, 0]
-            job.wide = 0
-        job.out = &out[0]
+        cdef Py_ssize_t need = (<Py_ssize_t>self.n_lines) * job.n_samples
+        if not (cnp.PyArray_IS_C_CONTIGUOUS(samples) and cnp.PyArray_IS_C_CONTIGUOUS(out)
+                and cnp.PyArray_ISWRITEABLE(out)
+                and cnp.PyArray_NBYTES(out) == <Py_ssize_t>job.height * job.width
+                and cnp.PyArray_ITEMSIZE(out) == 1
+                and cnp.PyArray_SIZE(samples) == need and cnp.PyArray_ITEMSIZE(samples) <= 2):
+            raise ValueError("LinearPlan.run: pass the frame (n_lines, n_samples) and a height*width int8 buffer")
+        job.wide = cnp.PyArray_ITEMSIZE(samples) == 2
+        job.src = cnp.PyArray_DATA(samples)
+        job.out = <int8_t*>cnp.PyArray_DATA(out)
         with nogil:
             fwpy_lin_run(&job)

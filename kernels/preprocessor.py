@@ -176,7 +176,7 @@ class Preprocessor:
         n_used = int(ax.i1[used].max()) - line0 + 1 if used.any() else 0
         return _linear.LinearPlan(
             self._table, ax.k0, ax.ws, g0, g1, np.where(ax.row_in, 0, -1).astype(np.int32),
-            ax.i0, ax.i1, ax.wl, ax.col_in.astype(np.uint8), line0, n_used, geometry.n_samples, q,
+            ax.i0, ax.i1, ax.wl, ax.col_in.astype(np.uint8), line0, n_used, geometry.n_lines, geometry.n_samples, q,
             self._a, self._b, self._fill_code,
         )
 
