@@ -295,3 +295,17 @@ def test_commands_answered_mid_stream_never_split_a_frame():
     s = link.stats()
     assert len(got.frames) >= 20  # frames kept flowing while the commands were answered
     assert s["frames_rejected_by_reason"]["crc"] == 0 and s["header_errors"] == 0
+
+
+def test_a_path_that_is_not_a_tty_is_a_line_error_not_a_crash(tmp_path):
+    not_a_tty = tmp_path / "probe"
+    not_a_tty.write_bytes(b"")
+    link = ProbeLink(str(not_a_tty), backoff_initial=0.01, backoff_max=0.05)
+    link.start(Collector())
+    try:
+        # pyserial cannot configure a regular file (SerialException 'Could not configure port'):
+        # reported on one line and retried like an unplugged probe
+        assert wait_for(lambda: str(not_a_tty) in link.stats()["last_error"])
+        assert link._thread.is_alive() and not link.connected
+    finally:
+        link.stop()
