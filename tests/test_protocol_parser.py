@@ -226,3 +226,26 @@ def test_frame_release_is_idempotent_and_thread_safe():
         t.join()
     assert pool.stats()["free"] == 64  # each buffer back exactly once
     assert all(f.released and f.samples is None for f in frames)
+
+
+@pytest.mark.parametrize("chunk", [4096, 65536, 300_000])
+def test_big_frames_truncated_inside_big_frames_are_recovered(chunk):
+    """Frames larger than the scan buffer: the rescanned body of a truncated frame (replayed in
+    pieces) holds the start of the next big frame, whose end arrives later from the line."""
+    rng = np.random.default_rng(9)
+    g = small_geometry(200, 1024)  # 200 KiB
+    msgs = [frame_bytes(i, g, random_samples(rng, g)) for i in range(5)]
+    stream = msgs[0] + msgs[1][:150_000] + msgs[2] + msgs[3][:10] + msgs[4]
+    p = FrameParser(BufferPool(count=2, size=len(msgs[0]), max_buffers=4), version=V)
+    out = []
+    for i in range(0, len(stream), chunk):
+        for f in frames_of(p.feed(stream[i:i + chunk])):
+            out.append(f.seq)
+            np.testing.assert_array_equal(f.samples, np.frombuffer(msgs[f.seq][72:-4], np.uint8).reshape(200, 1024))
+            f.release()
+        check_accounting(p)
+    assert out == [0, 2, 4]
+    # seq 1 arrived with its header (rejected); seq 3 was cut inside its header: never received,
+    # so it is a sequence gap
+    assert p.frames_rejected["crc"] == 1 and p.header_errors == 1 and p.frames_lost_gap == 1
+    assert p.bytes_discarded == 150_000 + 10
