@@ -54,6 +54,9 @@ cdef extern from *:
         const int16_t *wl;        /* per column: Q15 weight of line i1 (<= 32767) */
         const uint8_t *col_in;    /* per column: 1 inside the aperture */
         int q;                    /* depth display values in units of 1/q, q a power of 2 <= 64 */
+        int n_chunks, shuffle;    /* 8-bit shuffle gather: chunks of 8 rows; 1 if the CPU has it */
+        int32_t *chunk_off, *chunk_nb;  /* per chunk: first byte, 16-byte blocks (0: scalar) */
+        uint8_t *chunk_mask;      /* per chunk: 4 x 16 byte-shuffle controls (0x80: none) */
         float a, b;               /* code = rint(display * a + b) */
         int fill_code;
         int16_t *T;               /* (n_used, height) */
@@ -115,6 +118,94 @@ cdef extern from *:
         }
     }
 
+    /* 8-bit gather by byte shuffles. Rows come in chunks of 8; the 16 bytes of a chunk's 8 pairs
+       (k0[r], k0[r] + 1 of one line) lie within nb <= 4 consecutive 16-byte blocks of the line,
+       the same for every line, so per line and chunk the gather is nb loads, nb table shuffles
+       (pshufb / tbl: an index with the high bit set gives 0) and one store, instead of 8 pair
+       loads and 8 stores. Chunks too wide (strong decimation, outside rows) stay scalar. */
+    static int fwpy_lin_plan_chunks(fwpy_lin *j) {
+        const int h = j->height;
+        j->n_chunks = h / 8;
+        for (int g = 0; g < j->n_chunks; g++) {
+            const int32_t *k = j->k0 + 8 * g;
+            int lo = k[0], hi = k[0];
+            for (int i = 1; i < 8; i++) { lo = k[i] < lo ? k[i] : lo; hi = k[i] > hi ? k[i] : hi; }
+            int nb = (hi + 2 - lo + 15) / 16;
+            long off = lo;
+            if (off + 16L * nb > j->n_samples) off = j->n_samples - 16L * nb;  /* stay in the line */
+            if (nb > 4 || off < 0) nb = 0;
+            j->chunk_off[g] = (int32_t)off;
+            j->chunk_nb[g] = nb;
+            uint8_t *m = j->chunk_mask + 64L * g;
+            memset(m, 0x80, 64);
+            for (int i = 0; i < 8 && nb; i++)
+                for (int t = 0; t < 2; t++) {
+                    const int at = k[i] + t - (int)off;
+                    m[16 * (at / 16) + 2 * i + t] = (uint8_t)(at % 16);
+                }
+        }
+    #if defined(__x86_64__) && defined(__GNUC__)
+        return __builtin_cpu_supports("ssse3");
+    #elif defined(__aarch64__)
+        return 1;
+    #else
+        return 0;
+    #endif
+    }
+
+    static inline void fwpy_lin_scalar8(const uint8_t *const s[4], uint16_t *const p[4],
+                                        const int32_t *k0, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            const long k = k0[r];
+            p[0][r] = fwpy_lin_pair8(s[0] + k);
+            p[1][r] = fwpy_lin_pair8(s[1] + k);
+            p[2][r] = fwpy_lin_pair8(s[2] + k);
+            p[3][r] = fwpy_lin_pair8(s[3] + k);
+        }
+    }
+
+    #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__) && \
+        (defined(__x86_64__) || defined(__aarch64__))
+    #define FWPY_LIN_SHUFFLE 1
+    #if defined(__x86_64__)
+    #include <immintrin.h>
+    typedef __m128i fwpy_b16;
+    #define FWPY_LD(p) _mm_loadu_si128((const __m128i *)(p))
+    #define FWPY_ST(p, v) _mm_storeu_si128((__m128i *)(p), v)
+    #define FWPY_TBL(v, m) _mm_shuffle_epi8(v, m)
+    #define FWPY_OR(a, b) _mm_or_si128(a, b)
+    #define FWPY_SHUFFLE_TARGET __attribute__((target("ssse3")))
+    #else
+    #include <arm_neon.h>
+    typedef uint8x16_t fwpy_b16;
+    #define FWPY_LD(p) vld1q_u8((const uint8_t *)(p))
+    #define FWPY_ST(p, v) vst1q_u8((uint8_t *)(p), v)
+    #define FWPY_TBL(v, m) vqtbl1q_u8(v, m)
+    #define FWPY_OR(a, b) vorrq_u8(a, b)
+    #define FWPY_SHUFFLE_TARGET
+    #endif
+    FWPY_SHUFFLE_TARGET static void fwpy_lin_shuffle8(const fwpy_lin *j, const uint8_t *const s[4],
+                                                      uint16_t *const p[4]) {
+        for (int g = 0; g < j->n_chunks; g++) {
+            const int nb = j->chunk_nb[g];
+            if (nb == 0) { fwpy_lin_scalar8(s, p, j->k0, 8 * g, 8 * g + 8); continue; }
+            const long off = j->chunk_off[g];
+            const uint8_t *mk = j->chunk_mask + 64L * g;
+            const fwpy_b16 m0 = FWPY_LD(mk), m1 = FWPY_LD(mk + 16), m2 = FWPY_LD(mk + 32),
+                           m3 = FWPY_LD(mk + 48);
+            for (int i = 0; i < 4; i++) {
+                const uint8_t *b = s[i] + off;
+                fwpy_b16 acc = FWPY_TBL(FWPY_LD(b), m0);
+                if (nb > 1) acc = FWPY_OR(acc, FWPY_TBL(FWPY_LD(b + 16), m1));
+                if (nb > 2) acc = FWPY_OR(acc, FWPY_TBL(FWPY_LD(b + 32), m2));
+                if (nb > 3) acc = FWPY_OR(acc, FWPY_TBL(FWPY_LD(b + 48), m3));
+                FWPY_ST(p[i] + 8 * g, acc);
+            }
+        }
+        fwpy_lin_scalar8(s, p, j->k0, 8 * j->n_chunks, j->height);
+    }
+    #endif
+
     /* Pass 1: four lines at a time, gather the sample pair of every output row (k0[r] is the
        same for every line, so one index load serves four lines), then blend each line. */
     FWPY_LIN_INLINE void fwpy_lin_depth(const fwpy_lin *j) {
@@ -140,16 +231,14 @@ cdef extern from *:
                 }
             } else {
                 const uint8_t *s = (const uint8_t *)j->src;
-                const uint8_t *s0 = s + base[0], *s1 = s + base[1], *s2 = s + base[2], *s3 = s + base[3];
-                uint16_t *restrict p0 = (uint16_t *)P, *restrict p1 = p0 + 2 * h,
-                         *restrict p2 = p1 + 2 * h, *restrict p3 = p2 + 2 * h;  /* line i at P + i h */
-                for (int r = 0; r < h; r++) {
-                    const long k = k0[r];
-                    p0[r] = fwpy_lin_pair8(s0 + k);
-                    p1[r] = fwpy_lin_pair8(s1 + k);
-                    p2[r] = fwpy_lin_pair8(s2 + k);
-                    p3[r] = fwpy_lin_pair8(s3 + k);
-                }
+                const uint8_t *const sl[4] = {s + base[0], s + base[1], s + base[2], s + base[3]};
+                uint16_t *const pl[4] = {(uint16_t *)P, (uint16_t *)(P + h), (uint16_t *)(P + 2 * h),
+                                         (uint16_t *)(P + 3 * h)};  /* line i's pairs at P + i h */
+    #ifdef FWPY_LIN_SHUFFLE
+                if (j->shuffle) fwpy_lin_shuffle8(j, sl, pl);
+                else
+    #endif
+                fwpy_lin_scalar8(sl, pl, k0, 0, h);
             }
             for (int i = 0; i < 4 && l + i <= last; i++)
                 fwpy_lin_blend(j, P + (long)i * h, j->T + (long)(l + i) * h);
@@ -239,6 +328,11 @@ cdef extern from *:
         const int16_t* wl
         const uint8_t* col_in
         int q
+        int n_chunks
+        int shuffle
+        int32_t* chunk_off
+        int32_t* chunk_nb
+        uint8_t* chunk_mask
         float a
         float b
         int fill_code
@@ -248,6 +342,7 @@ cdef extern from *:
         int8_t* out
 
     void fwpy_lin_run(const fwpy_lin* j) nogil
+    int fwpy_lin_plan_chunks(fwpy_lin* j) nogil
 
 
 cdef class LinearPlan:
@@ -296,15 +391,28 @@ cdef class LinearPlan:
         self.job.q = q
         self.job.a, self.job.b, self.job.fill_code = a, b, fill_code
         n_used = n_used if n_used > 0 else 1
-        self.buf = <char*>malloc(2 * n_used * h + 16 * h + w * hs + 64)
+        cdef Py_ssize_t nc = h // 8
+        self.buf = <char*>malloc(2 * n_used * h + 16 * h + w * hs + 72 * nc + 64)
         if self.buf == NULL:
             raise MemoryError("no memory for the linear-path scratch")
         self.job.T = <int16_t*>self.buf
         self.job.P = <uint32_t*>(self.buf + ((2 * n_used * h + 15) & ~15))
         self.job.OT = <int8_t*>(self.buf + ((2 * n_used * h + 15) & ~15) + 16 * h)
+        self.job.chunk_mask = <uint8_t*>(self.job.OT + w * hs)
+        self.job.chunk_off = <int32_t*>(self.job.chunk_mask + 64 * nc)
+        self.job.chunk_nb = self.job.chunk_off + nc
+        self.job.shuffle = fwpy_lin_plan_chunks(&self.job)
 
     def __dealloc__(self):
         free(self.buf)
+
+    @property
+    def shuffle_chunks(self):
+        """Chunks of 8 rows gathered by byte shuffles per line (0 when the CPU lacks them)."""
+        cdef int g, n = 0
+        for g in range(self.job.n_chunks):
+            n += self.job.chunk_nb[g] > 0
+        return n if self.job.shuffle else 0
 
     def run(self, cnp.ndarray samples, cnp.ndarray out):
         """samples: (n_lines, n_samples) C-contiguous uint8 or uint16; out: height*width int8.

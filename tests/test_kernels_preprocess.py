@@ -228,3 +228,18 @@ def test_linear_separable_path_odd_grids(bits, tgc, hw):
     pp = Preprocessor(*hw, **kw)
     assert_within_one_lsb(pp(samples, g), reference.preprocess(samples, g, *hw, **kw))
     assert type(pp._plan).__name__ == "LinearPlan"
+
+
+@pytest.mark.parametrize("n_samples", [40, 512, 3000])
+def test_linear_shuffle_gather_matches_scalar_edges(n_samples):
+    # 8-bit rows are gathered 8 at a time by byte shuffles when their pairs fit in 64 bytes of
+    # the line (weak to moderate decimation), else scalar; the last chunks shift their window to
+    # stay inside the line. Bright last/first samples catch a window off by one at either end.
+    g = make_geometry("linear", 8, None, n_lines=20, n_samples=n_samples)
+    samples = random_frame(g, seed=n_samples)
+    samples[:, 0], samples[:, -1] = 255, 250
+    kw = dict(scale=1 / 255, zero_point=-128)
+    pp = Preprocessor(64, 24, **kw)
+    assert_within_one_lsb(pp(samples, g), reference.preprocess(samples, g, 64, 24, **kw))
+    if n_samples <= 512:  # 64 rows: at most ~8 samples per row, so every chunk fits in 4 blocks
+        assert pp._plan.shuffle_chunks == 8 or pp._plan.shuffle_chunks == 0  # 0: no SSSE3/NEON
