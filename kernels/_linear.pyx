@@ -355,12 +355,12 @@ cdef class LinearPlan:
     cdef const uint8_t[::1] col_in
     cdef fwpy_lin job
     cdef char* buf
-    cdef int n_lines
+    cdef int n_lines, frame_type
 
     def __cinit__(self, const int16_t[::1] table, const int32_t[::1] k0, const int16_t[::1] ws,
                   g0, g1, const int32_t[::1] row_out, const int32_t[::1] i0, const int32_t[::1] i1,
                   const int16_t[::1] wl, const uint8_t[::1] col_in, int line0, int n_used,
-                  int n_lines, int n_samples, int q, float a, float b, int fill_code):
+                  int n_lines, int n_samples, int bits, int q, float a, float b, int fill_code):
         """k0/ws/g0/g1/row_out: per output row; i0/i1/wl/col_in: per output column; q a power
         of two <= 64 (display units of 1/q); lines line0 .. line0 + n_used - 1 are read."""
         cdef int h = k0.shape[0], w = i0.shape[0], hs = (h + 15) & ~15
@@ -386,6 +386,7 @@ cdef class LinearPlan:
         self.job.col_in = &self.col_in[0]
         self.job.n_samples = n_samples
         self.n_lines = n_lines
+        self.frame_type = cnp.NPY_UINT16 if bits == 16 else cnp.NPY_UINT8
         self.job.height, self.job.width, self.job.hstride = h, w, hs
         self.job.line0, self.job.n_used = line0, n_used
         self.job.q = q
@@ -413,6 +414,37 @@ cdef class LinearPlan:
         for g in range(self.job.n_chunks):
             n += self.job.chunk_nb[g] > 0
         return n if self.job.shuffle else 0
+
+    def run_checked(self, samples, out):
+        """Run and return True when samples is this geometry's frame (shape, native dtype,
+        C-contiguous) and out a writeable C-contiguous int8 (H, W), (1, H, W) or (1, H, W, 1)
+        array; otherwise touch nothing and return False, so the wrapper's Python checks name
+        the problem. Checking here in C costs ~50 ns instead of the wrapper's ~700 ns, a tenth
+        of this kernel."""
+        cdef cnp.ndarray s, o
+        cdef int nd
+        cdef fwpy_lin job = self.job
+        if not (cnp.PyArray_Check(samples) and cnp.PyArray_Check(out)):
+            return False
+        s, o = <cnp.ndarray>samples, <cnp.ndarray>out
+        if not (cnp.PyArray_NDIM(s) == 2 and cnp.PyArray_DIM(s, 0) == self.n_lines
+                and cnp.PyArray_DIM(s, 1) == job.n_samples and cnp.PyArray_TYPE(s) == self.frame_type
+                and cnp.PyArray_ISNOTSWAPPED(s) and cnp.PyArray_IS_C_CONTIGUOUS(s)):
+            return False
+        nd = cnp.PyArray_NDIM(o)
+        if not (cnp.PyArray_TYPE(o) == cnp.NPY_INT8 and cnp.PyArray_IS_C_CONTIGUOUS(o)
+                and cnp.PyArray_ISWRITEABLE(o)
+                and ((nd == 2 and cnp.PyArray_DIM(o, 0) == job.height and cnp.PyArray_DIM(o, 1) == job.width)
+                     or (nd >= 3 and cnp.PyArray_DIM(o, 0) == 1 and cnp.PyArray_DIM(o, 1) == job.height
+                         and cnp.PyArray_DIM(o, 2) == job.width
+                         and (nd == 3 or (nd == 4 and cnp.PyArray_DIM(o, 3) == 1))))):
+            return False
+        job.wide = self.frame_type == cnp.NPY_UINT16
+        job.src = cnp.PyArray_DATA(s)
+        job.out = <int8_t*>cnp.PyArray_DATA(o)
+        with nogil:
+            fwpy_lin_run(&job)
+        return True
 
     def run(self, cnp.ndarray samples, cnp.ndarray out):
         """samples: (n_lines, n_samples) C-contiguous uint8 or uint16; out: height*width int8.

@@ -123,6 +123,7 @@ class Preprocessor:
         self._fill_code = self.fill_code
         self._tables: dict[int, np.ndarray] = {}  # q -> 16-bit log table (depends on DR and q only)
         self._lut: ScanLUT | None = None
+        self._fast_run = None  # the plan's C-checked entry point, when it has one
         self._gain: np.ndarray | None = None
         self._table = _NO_TABLE
         self._q = 1
@@ -152,8 +153,11 @@ class Preprocessor:
                 self._table = _NO_TABLE
             self._q = q
             self._lut = lut
+            self._fast_run = None
             if geometry.kind == ProbeKind.LINEAR:
                 self._plan = self._linear_plan(geometry, q)
+                if not self.speckle_filter:
+                    self._fast_run = self._plan.run_checked
             else:
                 self._plan = _preprocess.FusedPlan(
                     self._table, self._gain, lut.src, lut.wl, lut.ws, self.out_h, self.out_w,
@@ -176,7 +180,7 @@ class Preprocessor:
         n_used = int(ax.i1[used].max()) - line0 + 1 if used.any() else 0
         return _linear.LinearPlan(
             self._table, ax.k0, ax.ws, g0, g1, np.where(ax.row_in, 0, -1).astype(np.int32),
-            ax.i0, ax.i1, ax.wl, ax.col_in.astype(np.uint8), line0, n_used, geometry.n_lines, geometry.n_samples, q,
+            ax.i0, ax.i1, ax.wl, ax.col_in.astype(np.uint8), line0, n_used, geometry.n_lines, geometry.n_samples, geometry.bits, q,
             self._a, self._b, self._fill_code,
         )
 
@@ -209,8 +213,12 @@ class Preprocessor:
 
     def run(self, samples: np.ndarray, geometry: Geometry, out: np.ndarray) -> np.ndarray:
         """Preprocess one frame into ``out`` (written in place, also returned)."""
-        flat = self._check(samples, geometry, out)
         lut = self._lut
+        # Linear plans check the arrays in C; on any doubt they return False and _check says why.
+        if (self._fast_run is not None and (lut.geometry is geometry or lut.geometry == geometry)
+                and self._fast_run(samples, out)):
+            return out
+        flat = self._check(samples, geometry, out)
         if lut is None or (lut.geometry is not geometry and lut.geometry != geometry):
             lut = self.lut_for(geometry)
         target = self._scratch if self.speckle_filter else flat

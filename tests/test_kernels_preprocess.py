@@ -166,7 +166,9 @@ def test_wrapper_rejects_bad_input_with_what_to_pass():
     s = random_frame(g, seed=0)
     pp = Preprocessor(16, 16, scale=1 / 255, zero_point=-128)
     out = np.empty((16, 16), np.int8)
+    pp.run(s, g, out)  # arms the linear plan's C-checked fast path: the same errors must come out
     assert "pass uint8" in _errors(pp, s.astype(np.uint16), g, out)
+    assert "(1, 16, 16, 1)" in _errors(pp, s, g, np.empty((1, 16, 16, 2), np.int8))
     assert "(lines, samples)" in _errors(pp, np.ascontiguousarray(s.T), g, out)
     assert "ascontiguousarray" in _errors(pp, np.asfortranarray(s), g, out)
     assert "pass a numpy array" in _errors(pp, s.tolist(), g, out)
@@ -178,6 +180,10 @@ def test_wrapper_rejects_bad_input_with_what_to_pass():
     ro.flags.writeable = False
     assert "writeable" in _errors(pp, s, g, ro)
     assert "pass uint16" in _errors(pp, s, make_geometry("linear", 16), out)
+    g16 = make_geometry("linear", 16)
+    s16 = random_frame(g16, seed=1)
+    pp.run(s16, g16, out)
+    assert "pass uint16" in _errors(pp, s16.astype(">u2"), g16, out)  # byte-swapped frame
 
 
 @pytest.mark.parametrize(
