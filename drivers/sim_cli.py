@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import tty
 
 from firmware_py.drivers import protocol as P
@@ -112,8 +113,6 @@ def _make_sim(args):
 
 
 def _serve_pty(sim, args) -> None:
-    import time
-
     deadline = None if args.duration is None else time.monotonic() + args.duration
     while True:
         master, slave = os.openpty()
@@ -135,6 +134,28 @@ def _serve_pty(sim, args) -> None:
         time.sleep(0.2)  # unplugged for a moment, then the probe enumerates again
 
 
+def _own_process_signals(sim, duration: float | None) -> None:
+    """In a process of its own the simulator uses blocking writes (fast, see ProbeSimulator), which
+    only a signal handler that raises can end. SIGTERM (the daemon's stop), the end of --duration
+    and the death of the parent (a daemon killed with SIGKILL leaves the pty full and nobody to
+    stop us) are checked by a 1 s alarm; returning from the handler resumes an interrupted write."""
+    sim.blocking_writes = True
+    parent = os.getppid()
+    end = None if duration is None else time.monotonic() + duration + 1.0
+
+    def _expire(*_):
+        sim.stop()
+        raise Expired()
+
+    def _tick(*_):
+        if os.getppid() != parent or (end is not None and time.monotonic() >= end):
+            _expire()
+
+    signal.signal(signal.SIGTERM, _expire)
+    signal.signal(signal.SIGALRM, _tick)
+    signal.setitimer(signal.ITIMER_REAL, 1.0, 1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     try:
@@ -145,18 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sim = _make_sim(args)
         if threading.current_thread() is threading.main_thread():
-            # Own process: blocking writes (fast), and signals that end even a blocked write.
-            # SIGTERM (the daemon's stop) and the --duration backstop alarm raise Expired.
-            sim.blocking_writes = True
-
-            def _expire(*_):
-                sim.stop()
-                raise Expired()
-
-            signal.signal(signal.SIGTERM, _expire)
-            if args.duration is not None:
-                signal.signal(signal.SIGALRM, _expire)
-                signal.setitimer(signal.ITIMER_REAL, args.duration + 1.0)
+            _own_process_signals(sim, args.duration)
         if args.pty:
             _serve_pty(sim, args)
         elif args.fd is not None:

@@ -224,3 +224,36 @@ def test_pty_mode_disconnect_fault_recreates_the_line(tmp_path):
         proc.wait(10)
     assert first.startswith("/dev/pts/")
     assert any(e["type"] == "disconnected" for e in got.events)
+
+
+PARENT_THAT_DIES = """
+import os, signal, subprocess, sys, time, tty
+from firmware_py.drivers import protocol as P
+m, s = os.openpty()
+tty.setraw(s)
+p = subprocess.Popen([sys.executable, "-c", sys.argv[1], "--fd", str(m), "--fps", "0", "--lines", "64",
+                      "--samples", "512"], pass_fds=[m], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+os.write(s, P.encode_hello())
+print(p.pid, flush=True)
+time.sleep(1.0)  # the pty fills up and nobody reads it: the simulator blocks in a write
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def test_simulator_exits_when_the_daemon_that_started_it_is_killed():
+    out = subprocess.run([sys.executable, "-c", PARENT_THAT_DIES, RUN], capture_output=True, text=True,
+                         timeout=60)
+    pid = int(out.stdout.split()[0])
+    try:
+        assert wait_for(lambda: not _alive(pid), timeout=15), "probe-sim outlived its parent"
+    finally:
+        if _alive(pid):
+            os.kill(pid, 9)
