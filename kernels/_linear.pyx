@@ -60,7 +60,7 @@ cdef extern from *:
         float a, b;               /* code = rint(display * a + b) */
         int fill_code;
         int16_t *T;               /* (n_used, height) */
-        uint32_t *P;              /* (4, height) gathered sample pairs of four lines */
+        uint32_t *P;              /* (8, height) gathered sample pairs of a block of lines */
         int8_t *OT;               /* (width, hstride) codes, transposed */
         int8_t *out;              /* (height, width) */
     } fwpy_lin;
@@ -153,14 +153,11 @@ cdef extern from *:
     #endif
     }
 
-    static inline void fwpy_lin_scalar8(const uint8_t *const s[4], uint16_t *const p[4],
+    static inline void fwpy_lin_scalar8(const uint8_t *const s[8], uint16_t *const p[8],
                                         const int32_t *k0, int r0, int r1) {
         for (int r = r0; r < r1; r++) {
             const long k = k0[r];
-            p[0][r] = fwpy_lin_pair8(s[0] + k);
-            p[1][r] = fwpy_lin_pair8(s[1] + k);
-            p[2][r] = fwpy_lin_pair8(s[2] + k);
-            p[3][r] = fwpy_lin_pair8(s[3] + k);
+            for (int i = 0; i < 8; i++) p[i][r] = fwpy_lin_pair8(s[i] + k);
         }
     }
 
@@ -184,8 +181,8 @@ cdef extern from *:
     #define FWPY_OR(a, b) vorrq_u8(a, b)
     #define FWPY_SHUFFLE_TARGET
     #endif
-    FWPY_SHUFFLE_TARGET static void fwpy_lin_shuffle8(const fwpy_lin *j, const uint8_t *const s[4],
-                                                      uint16_t *const p[4]) {
+    FWPY_SHUFFLE_TARGET static void fwpy_lin_shuffle8(const fwpy_lin *j, const uint8_t *const s[8],
+                                                      uint16_t *const p[8]) {
         for (int g = 0; g < j->n_chunks; g++) {
             const int nb = j->chunk_nb[g];
             if (nb == 0) { fwpy_lin_scalar8(s, p, j->k0, 8 * g, 8 * g + 8); continue; }
@@ -193,28 +190,34 @@ cdef extern from *:
             const uint8_t *mk = j->chunk_mask + 64L * g;
             const fwpy_b16 m0 = FWPY_LD(mk), m1 = FWPY_LD(mk + 16), m2 = FWPY_LD(mk + 32),
                            m3 = FWPY_LD(mk + 48);
-            for (int i = 0; i < 4; i++) {
-                const uint8_t *b = s[i] + off;
-                fwpy_b16 acc = FWPY_TBL(FWPY_LD(b), m0);
-                if (nb > 1) acc = FWPY_OR(acc, FWPY_TBL(FWPY_LD(b + 16), m1));
-                if (nb > 2) acc = FWPY_OR(acc, FWPY_TBL(FWPY_LD(b + 32), m2));
-                if (nb > 3) acc = FWPY_OR(acc, FWPY_TBL(FWPY_LD(b + 48), m3));
-                FWPY_ST(p[i] + 8 * g, acc);
+            /* one branch per chunk, not per line: the block count is a loop invariant */
+    #define FWPY_G1(b) FWPY_TBL(FWPY_LD(b), m0)
+    #define FWPY_G2(b) FWPY_OR(FWPY_G1(b), FWPY_TBL(FWPY_LD((b) + 16), m1))
+    #define FWPY_G3(b) FWPY_OR(FWPY_G2(b), FWPY_TBL(FWPY_LD((b) + 32), m2))
+    #define FWPY_G4(b) FWPY_OR(FWPY_G3(b), FWPY_TBL(FWPY_LD((b) + 48), m3))
+    #define FWPY_GLINES(G) for (int i = 0; i < 8; i++) FWPY_ST(p[i] + 8 * g, G(s[i] + off))
+            switch (nb) {
+            case 1: FWPY_GLINES(FWPY_G1); break;
+            case 2: FWPY_GLINES(FWPY_G2); break;
+            case 3: FWPY_GLINES(FWPY_G3); break;
+            default: FWPY_GLINES(FWPY_G4); break;
             }
         }
         fwpy_lin_scalar8(s, p, j->k0, 8 * j->n_chunks, j->height);
     }
     #endif
 
-    /* Pass 1: four lines at a time, gather the sample pair of every output row (k0[r] is the
-       same for every line, so one index load serves four lines), then blend each line. */
+    /* Pass 1: a block of lines at a time (8-bit: 8, 16-bit: 4), gather the sample pair of every
+       output row (k0[r] and the shuffle controls are the same for every line, so one index or
+       control load serves the block), then blend each line. */
     FWPY_LIN_INLINE void fwpy_lin_depth(const fwpy_lin *j) {
         const int h = j->height, last = j->n_used - 1;
         const int32_t *restrict k0 = j->k0;
         uint32_t *restrict P = j->P;
-        for (int l = 0; l <= last; l += 4) {
-            long base[4];
-            for (int i = 0; i < 4; i++)  /* a short tail repeats the last line */
+        const int nb = j->wide ? 4 : 8;
+        for (int l = 0; l <= last; l += nb) {
+            long base[8];
+            for (int i = 0; i < 8; i++)  /* a short tail repeats the last line */
                 base[i] = (long)(j->line0 + (l + i <= last ? l + i : last)) * j->n_samples;
             if (j->wide) {
                 const uint16_t *s = (const uint16_t *)j->src;
@@ -231,16 +234,16 @@ cdef extern from *:
                 }
             } else {
                 const uint8_t *s = (const uint8_t *)j->src;
-                const uint8_t *const sl[4] = {s + base[0], s + base[1], s + base[2], s + base[3]};
-                uint16_t *const pl[4] = {(uint16_t *)P, (uint16_t *)(P + h), (uint16_t *)(P + 2 * h),
-                                         (uint16_t *)(P + 3 * h)};  /* line i's pairs at P + i h */
+                const uint8_t *sl[8];
+                uint16_t *pl[8];  /* line i's pairs at P + i h */
+                for (int i = 0; i < 8; i++) { sl[i] = s + base[i]; pl[i] = (uint16_t *)(P + (long)i * h); }
     #ifdef FWPY_LIN_SHUFFLE
                 if (j->shuffle) fwpy_lin_shuffle8(j, sl, pl);
                 else
     #endif
                 fwpy_lin_scalar8(sl, pl, k0, 0, h);
             }
-            for (int i = 0; i < 4 && l + i <= last; i++)
+            for (int i = 0; i < nb && l + i <= last; i++)
                 fwpy_lin_blend(j, P + (long)i * h, j->T + (long)(l + i) * h);
         }
     }
@@ -393,12 +396,12 @@ cdef class LinearPlan:
         self.job.a, self.job.b, self.job.fill_code = a, b, fill_code
         n_used = n_used if n_used > 0 else 1
         cdef Py_ssize_t nc = h // 8
-        self.buf = <char*>malloc(2 * n_used * h + 16 * h + w * hs + 72 * nc + 64)
+        self.buf = <char*>malloc(2 * n_used * h + 32 * h + w * hs + 72 * nc + 64)
         if self.buf == NULL:
             raise MemoryError("no memory for the linear-path scratch")
         self.job.T = <int16_t*>self.buf
         self.job.P = <uint32_t*>(self.buf + ((2 * n_used * h + 15) & ~15))
-        self.job.OT = <int8_t*>(self.buf + ((2 * n_used * h + 15) & ~15) + 16 * h)
+        self.job.OT = <int8_t*>(self.buf + ((2 * n_used * h + 15) & ~15) + 32 * h)
         self.job.chunk_mask = <uint8_t*>(self.job.OT + w * hs)
         self.job.chunk_off = <int32_t*>(self.job.chunk_mask + 64 * nc)
         self.job.chunk_nb = self.job.chunk_off + nc
