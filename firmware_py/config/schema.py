@@ -39,6 +39,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "reconnect_initial_s": Key("float", 0.2, "First back-off after the probe disappears; doubles each try.",
                                    min=0.01, max=60),
         "reconnect_max_s": Key("float", 5.0, "Longest back-off between reconnect attempts.", min=0.05, max=600),
+        "exclusive": Key("bool", True, "Open the port exclusively (TIOCEXCL), so a second daemon or a terminal "
+                         "program cannot steal bytes from the frame stream."),
+        "stall_timeout_s": Key("float", 0.25, "A frame whose body stops arriving for this long is given up "
+                               "(counted truncated) and its bytes rescanned for the frames behind it.",
+                               min=0.01, max=60),
+        "silence_timeout_s": Key("float", 3.0, "With no byte at all for this long (the probe sends telemetry at "
+                                 "least once a second), the link starts a new session with a new handshake.",
+                                 min=0.1, max=600),
+        "pool_buffers": Key("int", 4, "Frame buffers allocated up front (reused; no allocation per frame).",
+                            min=2, max=256),
+        "pool_max_buffers": Key("int", 8, "Most frame buffers ever held; a frame arriving when all are in use "
+                                "is counted `no_buffer` rather than growing memory.", min=2, max=1024),
         "max_frame_bytes": Key("int", 8 * 1024 * 1024, "Largest frame payload accepted; larger headers are "
                                "treated as corruption.", min=1024, max=256 * 1024 * 1024),
         "record_path": Key("str", None, "Record the raw probe stream with its timing to this file "

@@ -129,7 +129,9 @@ class Daemon:
         link = ProbeLink(url=url, vid_pid=p.vid_pid, baudrate=p.baudrate, handshake_timeout=p.handshake_timeout_s,
                          backoff_initial=p.reconnect_initial_s, backoff_max=p.reconnect_max_s,
                          max_payload=p.max_frame_bytes, record_path=p.record_path,
-                         record_max_bytes=p.record_max_bytes)
+                         record_max_bytes=p.record_max_bytes, exclusive=p.exclusive,
+                         stall_timeout=p.stall_timeout_s, silence_timeout=p.silence_timeout_s,
+                         pool_buffers=p.pool_buffers, pool_max_buffers=p.pool_max_buffers)
         link.start(sink=self.slot.put, on_event=self._on_link_event)
         return link
 
