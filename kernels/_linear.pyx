@@ -35,6 +35,13 @@ cdef extern from *:
     #else
     #define FWPY_LIN_CLONES
     #endif
+    /* Round half to even to int: GCC vectorises __builtin_irintf to cvtps2dq / fcvtns (|x| < 2**22
+       is guaranteed by the wrapper); elsewhere the 1.5 * 2**23 trick. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define FWPY_RINT(x) __builtin_irintf(x)
+    #else
+    #define FWPY_RINT(x) ((int)(((x) + 12582912.0f) - 12582912.0f))
+    #endif
     /* Helpers must inline into the cloned entry point, or they stay baseline (SSE2) code. */
     #define FWPY_LIN_INLINE static inline __attribute__((always_inline))
 
@@ -89,9 +96,9 @@ cdef extern from *:
 
     /* Depth blend of one line's gathered pairs into t (units of 1/128 display). */
     FWPY_LIN_INLINE void fwpy_lin_blend(const fwpy_lin *j, const uint32_t *restrict P,
-                                      int16_t *restrict t) {
+                                        int16_t *restrict t, const int16_t *restrict ws,
+                                        const int16_t *restrict g0, const int16_t *restrict g1) {
         const int h = j->height, q = j->q, hi = 255 * q, m = 128 / q;
-        const int16_t *restrict ws = j->ws, *restrict g0 = j->g0, *restrict g1 = j->g1;
         if (!j->wide && g0) {  /* 8-bit with TGC: byte * q + gain, clipped to [0, 255 q] */
             const uint16_t *restrict P8 = (const uint16_t *)P;
             for (int r = 0; r < h; r++) {
@@ -244,7 +251,25 @@ cdef extern from *:
                 fwpy_lin_scalar8(sl, pl, k0, 0, h);
             }
             for (int i = 0; i < nb && l + i <= last; i++)
-                fwpy_lin_blend(j, P + (long)i * h, j->T + (long)(l + i) * h);
+                fwpy_lin_blend(j, P + (long)i * h, j->T + (long)(l + i) * h, j->ws, j->g0, j->g1);
+        }
+    }
+
+    /* One output column (restrict parameters: GCC then drops its per-call alias checks). */
+    FWPY_LIN_INLINE void fwpy_lin_column(const int16_t *restrict A, const int16_t *restrict B,
+                                         const int32_t *restrict row_out, int8_t *restrict o,
+                                         int h, int w, float ua, float b, int fill) {
+        if (!row_out) {
+            for (int r = 0; r < h; r++) {
+                const int x = FWPY_RINT((float)FWPY_LERP(A[r], B[r], w, 1) * ua + b);
+                o[r] = (int8_t)fwpy_lin_clamp(x, -128, 127);
+            }
+        } else {
+            for (int r = 0; r < h; r++) {
+                const int x = FWPY_RINT((float)FWPY_LERP(A[r], B[r], w, 1) * ua + b);
+                const int code = fwpy_lin_clamp(x, -128, 127);
+                o[r] = (int8_t)((code & ~row_out[r]) | (fill & row_out[r]));
+            }
         }
     }
 
@@ -252,26 +277,13 @@ cdef extern from *:
        into OT[c][r]. */
     FWPY_LIN_INLINE void fwpy_lin_lines(const fwpy_lin *j) {
         const int h = j->height, fill = j->fill_code;
-        const float ua = j->a * (1.0f / 128.0f), b = j->b, magic = 12582912.0f;
-        const int32_t *restrict row_out = j->row_out;
+        const float ua = j->a * (1.0f / 128.0f), b = j->b;
+        const int32_t *row_out = j->rows_all_in ? NULL : j->row_out;
         for (int c = 0; c < j->width; c++) {
-            int8_t *restrict o = j->OT + (long)c * j->hstride;
+            int8_t *o = j->OT + (long)c * j->hstride;
             if (!j->col_in[c]) { memset(o, fill, h); continue; }
-            const int16_t *restrict A = j->T + (long)(j->i0[c] - j->line0) * h;
-            const int16_t *restrict B = j->T + (long)(j->i1[c] - j->line0) * h;
-            const int w = j->wl[c];
-            if (j->rows_all_in) {
-                for (int r = 0; r < h; r++) {
-                    const float x = ((float)FWPY_LERP(A[r], B[r], w, 1) * ua + b + magic) - magic;
-                    o[r] = (int8_t)fwpy_lin_clamp((int)x, -128, 127);
-                }
-            } else {
-                for (int r = 0; r < h; r++) {
-                    const float x = ((float)FWPY_LERP(A[r], B[r], w, 1) * ua + b + magic) - magic;
-                    const int code = fwpy_lin_clamp((int)x, -128, 127);
-                    o[r] = (int8_t)((code & ~row_out[r]) | (fill & row_out[r]));
-                }
-            }
+            fwpy_lin_column(j->T + (long)(j->i0[c] - j->line0) * h, j->T + (long)(j->i1[c] - j->line0) * h,
+                            row_out, o, h, j->wl[c], ua, b, fill);
         }
     }
 
