@@ -4,16 +4,16 @@
 Assumes valid input (the public wrapper in preprocessor.py checks everything). One pass over the
 output pixels, row by row (OpenMP over rows, ``nogil``); per output row:
 
-1. gather (scalar: NEON and SSE2 have no gather instruction): per pixel, the LUT's packed
-   (line, sample) index gives the upper-left source cell; its two sample pairs (8-bit: the bytes;
-   16-bit: the int16 log-table entries, display values in units of 1/q) and, with TGC, the gains
-   of its two depth samples go into row arrays as pairs (one store per pair: stores bound it);
-2. blend (vectorised): unpack the pairs, add TGC and clip to [0, 255 q] on integers, float
-   bilinear with the LUT's Q15 weights, normalise, round half-to-even (1.5 * 2**23 trick: SSE2
-   has no round instruction), saturate to int8, fill code outside the sector (bit mask, no
+1. gather (scalar: NEON and SSE2 have no gather instruction): per pixel, the plan's element
+   offset gives the upper-left source cell; its two sample pairs (8-bit: the bytes; 16-bit: the
+   int16 log-table entries, display values in units of 1/q) go into row arrays as pairs (one
+   store per pair: stores bound it); no branch (outside pixels read cell 0);
+2. blend (vectorised): unpack the pairs, add the pixel's precomputed TGC pair and clip to [0, 255 q] on integers, float
+   bilinear with the LUT's Q15 weights, normalise, round half-to-even (cvtps2dq / fcvtns through
+   __builtin_irintf), saturate to int8, fill code outside the sector (bit mask, no
    branch), store into the caller's buffer.
 
-The row arrays (12 bytes per output pixel of one row, per thread) are the only scratch memory.
+The row arrays (8 bytes per output pixel of one row, per thread) are the only scratch memory.
 
 The row loops are C in the verbatim block below rather than Cython: they need ``restrict``
 and no float compares (GCC does not if-convert those without -fno-trapping-math, and then the
@@ -21,7 +21,7 @@ loop stays scalar). On x86-64 GCC builds them twice (AVX2 and baseline SSE2, cho
 through ``target_clones``, as OpenCV dispatches its own kernels); on aarch64 NEON is the baseline.
 """
 from cython.parallel cimport parallel, prange, threadid
-from libc.stdint cimport int8_t, int16_t, int32_t, uint8_t, uint16_t
+from libc.stdint cimport int8_t, int16_t, int32_t, uint8_t, uint16_t, uint32_t
 from libc.stdlib cimport free, malloc
 
 cdef extern from *:
@@ -34,12 +34,22 @@ cdef extern from *:
     #define FWPY_CLONES
     #endif
 
+    /* Round half to even: GCC vectorises __builtin_irintf to cvtps2dq / fcvtns (the wrapper
+       keeps |x| < 2**22); other compilers get the 1.5 * 2**23 trick. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define FWPY_RINT(x) __builtin_irintf(x)
+    #else
+    #define FWPY_RINT(x) ((int)(((x) + 12582912.0f) - 12582912.0f))
+    #endif
+
     typedef struct {
         const void *src;          /* (n_lines, n_samples) uint8 or uint16, C-contiguous */
         int wide;                 /* 1: uint16 samples through table */
         const int16_t *table;     /* uint16 amplitude -> display in units of 1/q (16-bit only) */
-        const int16_t *gain;      /* TGC per depth sample in units of 1/q, or NULL */
-        const int32_t *lut;       /* (line << 16) | sample of the upper-left cell; < 0 outside */
+        const uint32_t *gpair;    /* per output pixel: TGC of its samples k0, k0 + 1 (int16 pair,
+                                     units of 1/q), or NULL without TGC */
+        const int32_t *lut;       /* element offset line * n_samples + sample of the upper-left
+                                     cell; 0 outside (ws = 0xFFFF there selects the fill) */
         const uint16_t *wl, *ws;  /* Q15 weights of the next line / next sample; ws 0xFFFF outside */
         long width, n_samples, line_step;
         int q;                    /* display values are in units of 1/q */
@@ -71,50 +81,38 @@ cdef extern from *:
     static inline int fwpy_lo16(uint32_t v) { return (int16_t)(v & 0xFFFF); }
     static inline int fwpy_hi16(uint32_t v) { return (int16_t)(v >> 16); }
 
-    /* Gathers store pairs (cells k0 and k0+1 of one line) so a pixel costs 2-3 stores, not 4-6:
-       stores, not loads, bound this loop. */
+    /* Gathers store pairs (cells k0 and k0+1 of one line) so a pixel costs 2 stores, not 4: stores,
+       not loads, bound this loop. No branch: outside pixels read cell 0 and the blend drops it. */
     static inline void fwpy_gather8(const fwpy_job *j, const int32_t *restrict lut, long w,
-                                    uint16_t *restrict top, uint16_t *restrict bot,
-                                    uint32_t *restrict gp) {
-        const long ns = j->n_samples, step = j->line_step;
+                                    uint16_t *restrict top, uint16_t *restrict bot) {
+        const long step = j->line_step;
         const uint8_t *src = (const uint8_t *)j->src;
-        const int16_t *gain = j->gain;
         for (long c = 0; c < w; c++) {
-            const int32_t e = lut[c];
-            if (e < 0) { top[c] = bot[c] = 0; if (gain) gp[c] = 0; continue; }
-            const long k = e & 0xFFFF;
-            const uint8_t *p = src + (long)(e >> 16) * ns + k;
+            const uint8_t *p = src + lut[c];
             top[c] = fwpy_pair8(p);
             bot[c] = fwpy_pair8(p + step);
-            if (gain) gp[c] = fwpy_pair16(gain + k);
         }
     }
 
     static inline void fwpy_gather16(const fwpy_job *j, const int32_t *restrict lut, long w,
-                                     uint32_t *restrict top, uint32_t *restrict bot,
-                                     uint32_t *restrict gp) {
-        const long ns = j->n_samples, step = j->line_step;
+                                     uint32_t *restrict top, uint32_t *restrict bot) {
+        const long step = j->line_step;
         const uint16_t *src = (const uint16_t *)j->src;
-        const int16_t *t = j->table, *gain = j->gain;
+        const int16_t *t = j->table;
         for (long c = 0; c < w; c++) {
-            const int32_t e = lut[c];
-            if (e < 0) { top[c] = bot[c] = 0; if (gain) gp[c] = 0; continue; }
-            const long k = e & 0xFFFF;
-            const uint16_t *p = src + (long)(e >> 16) * ns + k;
+            const uint16_t *p = src + lut[c];
             top[c] = (uint16_t)t[p[0]] | ((uint32_t)(uint16_t)t[p[1]] << 16);
             bot[c] = (uint16_t)t[p[step]] | ((uint32_t)(uint16_t)t[p[step + 1]] << 16);
-            if (gain) gp[c] = fwpy_pair16(gain + k);
         }
     }
 
     /* Bilinear blend of display values (units of 1/q folded into ua), quantize, fill outside. */
     static inline int8_t fwpy_code(float d00, float d01, float d10, float d11, int wsc, int wlc,
                                    float ua, float b, int fill) {
-        const float q15 = 1.0f / 32768.0f, magic = 12582912.0f;
+        const float q15 = 1.0f / 32768.0f;
         const float ts = wsc * q15, tl = wlc * q15;
         const float top = d00 + ts * (d01 - d00), bottom = d10 + ts * (d11 - d10);
-        const float x = ((top + tl * (bottom - top)) * ua + b + magic) - magic;
-        const int code = fwpy_clampi((int)x, -128, 127);
+        const int code = fwpy_clampi(FWPY_RINT((top + tl * (bottom - top)) * ua + b), -128, 127);
         const int outside = -(wsc == 0xFFFF);
         return (int8_t)((code & ~outside) | (fill & outside));
     }
@@ -183,16 +181,17 @@ cdef extern from *:
 
     FWPY_CLONES static void fwpy_rows(const fwpy_job *j, int r0, int r1, char *buf) {
         const long w = j->width;
-        uint32_t *top = (uint32_t *)buf, *bot = top + w, *gp = j->gain ? bot + w : NULL;
+        uint32_t *top = (uint32_t *)buf, *bot = top + w;
         for (int r = r0; r < r1; r++) {
             const long o = (long)r * w;
+            const uint32_t *gp = j->gpair ? j->gpair + o : NULL;
             if (j->wide) {
-                fwpy_gather16(j, j->lut + o, w, top, bot, gp);
+                fwpy_gather16(j, j->lut + o, w, top, bot);
                 fwpy_blend16(w, j->q, j->a, j->b, j->fill_code, top, bot, gp, j->wl + o, j->ws + o,
                              j->out + o);
             } else {
                 uint16_t *top8 = (uint16_t *)top, *bot8 = (uint16_t *)bot;
-                fwpy_gather8(j, j->lut + o, w, top8, bot8, gp);
+                fwpy_gather8(j, j->lut + o, w, top8, bot8);
                 if (gp)
                     fwpy_blend8_tgc(w, j->q, j->a, j->b, j->fill_code, top8, bot8, gp, j->wl + o,
                                     j->ws + o, j->out + o);
@@ -207,7 +206,7 @@ cdef extern from *:
         const void* src
         int wide
         const int16_t* table
-        const int16_t* gain
+        const uint32_t* gpair
         const int32_t* lut
         const uint16_t* wl
         const uint16_t* ws
@@ -230,7 +229,7 @@ cdef class FusedPlan:
     acquisitions (the frame and the output) instead of seven.
     """
     cdef const int16_t[::1] table
-    cdef const int16_t[::1] gain
+    cdef const uint32_t[::1] gpair
     cdef const int32_t[::1] lut
     cdef const uint16_t[::1] wl
     cdef const uint16_t[::1] ws
@@ -239,20 +238,22 @@ cdef class FusedPlan:
     cdef int threads
     cdef char* buf
 
-    def __cinit__(self, const int16_t[::1] table, gain, const int32_t[::1] lut,
+    def __cinit__(self, const int16_t[::1] table, gpair, const int32_t[::1] lut,
                   const uint16_t[::1] wl, const uint16_t[::1] ws, int height, int width,
                   int n_samples, int line_step, int q, float a, float b, int fill_code, int threads):
-        """table: uint16 -> int16 display in units of 1/q (16-bit frames); gain: None or int16
-        (n_samples,) TGC in units of 1/q; lut/wl/ws: height*width (ws 0xFFFF = outside);
+        """table: uint16 -> int16 display in units of 1/q (16-bit frames); gpair: None or uint32
+        per pixel, the int16 TGC pair of its samples k0, k0 + 1 in units of 1/q (low half k0);
+        lut: int32 element offsets of the upper-left cells (0 outside); wl/ws: Q15 weights
+        (ws 0xFFFF = outside), all height*width;
         code = sat8(rint(bilinear(clip(cell + gain, 0, 255 q)) / q * a + b)), fill_code outside."""
         self.table = table
         self.lut = lut
         self.wl = wl
         self.ws = ws
-        self.job.gain = NULL
-        if gain is not None:
-            self.gain = gain
-            self.job.gain = &self.gain[0]
+        self.job.gpair = NULL
+        if gpair is not None:
+            self.gpair = gpair
+            self.job.gpair = &self.gpair[0]
         self.job.table = &self.table[0]
         self.job.lut = &self.lut[0]
         self.job.wl = &self.wl[0]

@@ -58,6 +58,22 @@ def _sample_gains(geometry: Geometry, dynamic_range_db: float):
     return tgc_db_per_sample(geometry) * 255.0 / dynamic_range_db
 
 
+def _kernel_lut(lut: ScanLUT, n_samples: int, gain):
+    """The fused kernel's per-pixel arrays: element offsets of the upper-left cells (0 outside,
+    so its gather needs no branch and no multiply) and, with TGC, each pixel's gain pair
+    (gains of samples k0, k0 + 1 as two int16 in one uint32, low half first), so the gather
+    does not fetch gains per pixel either: 4 more bytes of LUT per pixel, read in order."""
+    inside = lut.src >= 0
+    line, k0 = lut.src >> 16, lut.src & 0xFFFF
+    offsets = np.where(inside, line * n_samples + k0, 0).astype(np.int32)
+    if gain is None:
+        return offsets, None
+    pair = np.zeros((lut.src.size, 2), np.int16)
+    pair[inside, 0] = gain[k0[inside]]
+    pair[inside, 1] = gain[k0[inside] + 1]
+    return offsets, pair.view("<u4").astype(np.uint32).ravel()
+
+
 _NO_TABLE = np.zeros(1, np.int16)
 _U8, _U16, _I8 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int8)
 
@@ -159,8 +175,9 @@ class Preprocessor:
                 if not self.speckle_filter:
                     self._fast_run = self._plan.run_checked
             else:
+                offsets, gpair = _kernel_lut(lut, geometry.n_samples, self._gain)
                 self._plan = _preprocess.FusedPlan(
-                    self._table, self._gain, lut.src, lut.wl, lut.ws, self.out_h, self.out_w,
+                    self._table, gpair, offsets, lut.wl, lut.ws, self.out_h, self.out_w,
                     geometry.n_samples, lut.line_step, q, self._a, self._b, self._fill_code, self.threads,
                 )
             self.lut_builds += 1
