@@ -9,13 +9,16 @@ PYTEST_ARGS ?=
 BIN       = $(VENV)/bin
 SOURCES   = setup.py pyproject.toml $(wildcard kernels/*.pyx kernels/*.pxd)
 
-.PHONY: demo test bench models clean help
+DATA     ?= ../shared/data
+
+.PHONY: demo test test-train bench models clean help
 
 help:
 	@echo "make demo [DURATION=20]   run the daemon against the probe simulator for DURATION seconds"
 	@echo "make test [PYTEST_ARGS=]  run the test suite"
 	@echo "make bench                run the benchmarks, JSON into $(OUT)/bench"
-	@echo "make models DATA=DIR      rebuild the model zoo from the data (needs the train extra)"
+	@echo "make test-train           install the train extra (TensorFlow) and run the model-build smoke test"
+	@echo "make models DATA=DIR      rebuild the model zoo from the data (installs the train extra)"
 
 $(BIN)/python:
 	@sh tools/bootstrap.sh "$(PYTHON)"
@@ -30,6 +33,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@
 
+$(VENV)/.installed-train: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e '.[test,train]'
+	@touch $@
+
 demo: $(VENV)/.installed
 	@mkdir -p $(OUT)
 	$(BIN)/firmware-py run --duration $(DURATION) --results $(OUT)/demo-results.jsonl \
@@ -37,6 +44,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-train: $(VENV)/.installed-train
+	$(BIN)/python -c "import tensorflow" && $(BIN)/python -m pytest tests/test_models_build_smoke.py $(PYTEST_ARGS)
+
+models: $(VENV)/.installed-train
+	$(BIN)/firmware-py models build --data $(DATA)
 
 bench: $(VENV)/.installed-test
 	@mkdir -p $(OUT)/bench

@@ -104,8 +104,13 @@ setup(
             "opencv-python-headless>=4.8,<5",  # bench/test baseline only, never on the device
         ],
         "bench": ["opencv-python-headless>=4.8,<5", "pillow>=10"],
+        # Model building only, never on the device. TensorFlow 2.14 is pinned: its converter emits
+        # op versions the device's tflite-runtime 2.14 runs, its Keras 2 is what
+        # tensorflow-model-optimization 0.7 (QAT) supports, and it accepts numpy<2.
         "train": [
-            "tensorflow-cpu>=2.14,<2.22",
+            "tensorflow-cpu==2.14.1; platform_machine == 'x86_64'",
+            "tensorflow==2.14.1; platform_machine == 'aarch64'",
+            "tensorflow-model-optimization==0.7.5",
             "pillow>=10",
             "matplotlib>=3.7",
         ],
