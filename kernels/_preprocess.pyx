@@ -5,9 +5,9 @@ Assumes valid input (the public wrapper in preprocessor.py checks everything). O
 output pixels, row by row (OpenMP over rows, ``nogil``); per output row:
 
 1. gather (scalar: NEON and SSE2 have no gather instruction): per pixel, the plan's element
-   offset gives the upper-left source cell; its two sample pairs (8-bit: the bytes; 16-bit: the
-   int16 log-table entries, display values in units of 1/q) go into row arrays as pairs (one
-   store per pair: stores bound it); no branch (outside pixels read cell 0);
+   offset gives the upper-left source cell; 8-bit: its two byte pairs go into row arrays (one
+   store per pair); 16-bit: its four int16 log-table entries (display values in units of 1/q)
+   into four row arrays; no branch (outside pixels read cell 0);
 2. blend (vectorised): unpack the pairs, add the pixel's precomputed TGC pair and clip to [0, 255 q] on integers, float
    bilinear with the LUT's Q15 weights, normalise, round half-to-even (cvtps2dq / fcvtns through
    __builtin_irintf), saturate to int8, fill code outside the sector (bit mask, no
@@ -94,15 +94,20 @@ cdef extern from *:
         }
     }
 
+    /* 16-bit: the four table values as four int16 rows (4 plain stores beat 2 stores plus the
+       shift/or packing, and the blend then reads them without unpacking). */
     static inline void fwpy_gather16(const fwpy_job *j, const int32_t *restrict lut, long w,
-                                     uint32_t *restrict top, uint32_t *restrict bot) {
+                                     int16_t *restrict d00, int16_t *restrict d01,
+                                     int16_t *restrict d10, int16_t *restrict d11) {
         const long step = j->line_step;
         const uint16_t *src = (const uint16_t *)j->src;
         const int16_t *t = j->table;
         for (long c = 0; c < w; c++) {
             const uint16_t *p = src + lut[c];
-            top[c] = (uint16_t)t[p[0]] | ((uint32_t)(uint16_t)t[p[1]] << 16);
-            bot[c] = (uint16_t)t[p[step]] | ((uint32_t)(uint16_t)t[p[step + 1]] << 16);
+            d00[c] = t[p[0]];
+            d01[c] = t[p[1]];
+            d10[c] = t[p[step]];
+            d11[c] = t[p[step + 1]];
         }
     }
 
@@ -154,7 +159,8 @@ cdef extern from *:
 
     /* 16-bit: int16 table values (+ gain) clipped to [0, 255 q]. */
     static inline void fwpy_blend16(long w, int q, float a, float b, int fill,
-                                    const uint32_t *restrict top, const uint32_t *restrict bot,
+                                    const int16_t *restrict d00, const int16_t *restrict d01,
+                                    const int16_t *restrict d10, const int16_t *restrict d11,
                                     const uint32_t *restrict gp, const uint16_t *restrict wl,
                                     const uint16_t *restrict ws, int8_t *restrict out) {
         const int hi = 255 * q;
@@ -162,18 +168,14 @@ cdef extern from *:
         if (gp) {
             for (long c = 0; c < w; c++) {
                 const int g0 = fwpy_lo16(gp[c]), g1 = fwpy_hi16(gp[c]);
-                out[c] = fwpy_code(fwpy_clampi(fwpy_lo16(top[c]) + g0, 0, hi),
-                                   fwpy_clampi(fwpy_hi16(top[c]) + g1, 0, hi),
-                                   fwpy_clampi(fwpy_lo16(bot[c]) + g0, 0, hi),
-                                   fwpy_clampi(fwpy_hi16(bot[c]) + g1, 0, hi),
+                out[c] = fwpy_code(fwpy_clampi(d00[c] + g0, 0, hi), fwpy_clampi(d01[c] + g1, 0, hi),
+                                   fwpy_clampi(d10[c] + g0, 0, hi), fwpy_clampi(d11[c] + g1, 0, hi),
                                    ws[c], wl[c], ua, b, fill);
             }
         } else {
             for (long c = 0; c < w; c++) {
-                out[c] = fwpy_code(fwpy_clampi(fwpy_lo16(top[c]), 0, hi),
-                                   fwpy_clampi(fwpy_hi16(top[c]), 0, hi),
-                                   fwpy_clampi(fwpy_lo16(bot[c]), 0, hi),
-                                   fwpy_clampi(fwpy_hi16(bot[c]), 0, hi),
+                out[c] = fwpy_code(fwpy_clampi(d00[c], 0, hi), fwpy_clampi(d01[c], 0, hi),
+                                   fwpy_clampi(d10[c], 0, hi), fwpy_clampi(d11[c], 0, hi),
                                    ws[c], wl[c], ua, b, fill);
             }
         }
@@ -186,9 +188,10 @@ cdef extern from *:
             const long o = (long)r * w;
             const uint32_t *gp = j->gpair ? j->gpair + o : NULL;
             if (j->wide) {
-                fwpy_gather16(j, j->lut + o, w, top, bot);
-                fwpy_blend16(w, j->q, j->a, j->b, j->fill_code, top, bot, gp, j->wl + o, j->ws + o,
-                             j->out + o);
+                int16_t *d00 = (int16_t *)top, *d01 = d00 + w, *d10 = d01 + w, *d11 = d10 + w;
+                fwpy_gather16(j, j->lut + o, w, d00, d01, d10, d11);
+                fwpy_blend16(w, j->q, j->a, j->b, j->fill_code, d00, d01, d10, d11, gp, j->wl + o,
+                             j->ws + o, j->out + o);
             } else {
                 uint16_t *top8 = (uint16_t *)top, *bot8 = (uint16_t *)bot;
                 fwpy_gather8(j, j->lut + o, w, top8, bot8);
