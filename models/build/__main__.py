@@ -2,6 +2,7 @@
 
     python -m firmware_py.models.build --data ../shared/data [--folds 0,1,2,3,4] [--tasks busi,ddti]
     python -m firmware_py.models.build evaluate --data ../shared/data/busi --json out/busi_eval.json
+    python -m firmware_py.models.build finish     # manifest + REPORT.md + signature from results on disk
 """
 from __future__ import annotations
 
@@ -47,6 +48,15 @@ def main(argv=None):
     if argv and argv[0] == "evaluate":
         from .evaluate import main as eval_main
         return eval_main(argv[1:])
+    if argv and argv[0] == "finish":
+        # Manifest + REPORT.md + signature from the results on disk (after --no-ship CV runs).
+        ap = argparse.ArgumentParser(prog="python -m firmware_py.models.build finish")
+        ap.add_argument("--models-dir", default=pipeline.MODELS_DIR)
+        ap.add_argument("--sign-key", default=os.path.join(pipeline.MODELS_DIR, "keys", "dev-ed25519.pem"))
+        a = ap.parse_args(argv[1:])
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        pipeline.finish(a.models_dir, a.sign_key if os.path.exists(a.sign_key) else None)
+        return 0
     if argv and argv[0] == "manifest":
         from .manifest import main as manifest_main
         return manifest_main(argv[1:])

@@ -224,6 +224,18 @@ def write(models_dir: str = MODELS_DIR):
               f"- int8: full-integer post-training quantization, 200 training images as representative data, "
               f"int8 input (scale 1/255, zero point -128) and output; QAT ({s['qat_epochs']} epochs) when PTQ "
               f"loses > {100 * s['qat_trigger']:.0f} point on validation.", ""]
+    lines += ["## Reproduce", "",
+              "```",
+              "pip install -e .[train]          # tensorflow-cpu 2.14.1, tensorflow-model-optimization 0.7.5, matplotlib",
+              "nice -n 10 firmware-py models build --data ../shared/data --folds 0            # shipped tiers",
+              "nice -n 10 firmware-py models build --data ../shared/data --folds 1,2,3,4 --no-ship  # rest of the CV",
+              "python -m firmware_py.models.build finish     # manifest + REPORT.md + re-sign with the dev key",
+              "firmware-py models evaluate --data ../shared/data/busi --json out/busi_eval.json",
+              "```", "",
+              "`--epochs-scale F` multiplies every epoch count (the runs above used the budgets listed per fold); "
+              "the seed (`--seed`, default 1234) fixes splits, initialisation, shuffling and augmentation, but "
+              "TensorFlow CPU kernels are not bit-deterministic across thread counts, so a rebuild reproduces "
+              "the figures closely, not bit for bit.", ""]
     with open(os.path.join(models_dir, "REPORT.md"), "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
 
