@@ -288,12 +288,18 @@ cdef extern from *:
     }
 
     typedef uint8_t fwpy_v16 __attribute__((vector_size(16)));
+    /* Byte interleave of two vectors (punpcklbw/punpckhbw, zip1/zip2). */
+    #if defined(__clang__)
+    #define FWPY_ZIP_LO(a, b) __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
+    #define FWPY_ZIP_HI(a, b) __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+    #else
+    #define FWPY_ZIP_LO(a, b) __builtin_shuffle(a, b, (fwpy_v16){0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23})
+    #define FWPY_ZIP_HI(a, b) __builtin_shuffle(a, b, (fwpy_v16){8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31})
+    #endif
 
     /* Pass 3: out[r][c] = OT[c][r]; 16 x 16 blocks by four rounds of byte interleaves. */
     FWPY_LIN_INLINE void fwpy_lin_transpose(const fwpy_lin *j) {
         const int h = j->height, w = j->width, hs = j->hstride;
-        const fwpy_v16 lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
-        const fwpy_v16 hi8 = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
         int c = 0;
         for (; c + 16 <= w; c += 16) {
             int r = 0;
@@ -302,8 +308,8 @@ cdef extern from *:
                 for (int i = 0; i < 16; i++) memcpy(&x[i], j->OT + (long)(c + i) * hs + r, 16);
                 for (int s = 0; s < 4; s++) {
                     for (int i = 0; i < 8; i++) {
-                        y[2 * i] = __builtin_shuffle(x[i], x[i + 8], lo);
-                        y[2 * i + 1] = __builtin_shuffle(x[i], x[i + 8], hi8);
+                        y[2 * i] = FWPY_ZIP_LO(x[i], x[i + 8]);
+                        y[2 * i + 1] = FWPY_ZIP_HI(x[i], x[i + 8]);
                     }
                     memcpy(x, y, sizeof x);
                 }
