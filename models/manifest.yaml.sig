@@ -1,1 +1,1 @@
-ed25519 dfcd0cb27709610a h8Tj7xBuvgt2eqfSNblEVrs0/pWuPJ5InTjm58xVu+KULUDXzVVg0vJ7FDohiiMYbt9Fzy6L8pAsm6N+JNnkAg==
+ed25519 dfcd0cb27709610a 1+Lq2Kh45ZW8qzsuv0aOzeqrp3HZQfY67ZC3xyhoS03zJa//+wheiqVRhvD6jRD2M43rJ6Qd7NAd3kAMnq9nCw==

@@ -104,6 +104,14 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
                      {n: t.get("int8", t.get("float")) for n, t in res["tiers"].items()})
             results[task].append(res)
     if ship:
+        if 0 in folds:
+            # Operating thresholds from fold 0's validation split need the manifest's tensor parameters.
+            from . import threshold
+            finish(models_dir, None, timing=False)
+            dirs = dict(plan)
+            log.info("thresholds chosen on validation: %s",
+                     threshold.tune(dirs.get("busi"), dirs.get("ddti"), models_dir, seed=cfg.seed,
+                                    n_folds=n_folds, val_fraction=cfg.val_fraction))
         finish(models_dir, sign_key)
     return results
 
@@ -135,12 +143,13 @@ def refresh_latency(models_dir: str = MODELS_DIR, rounds: int = 5, runs: int = 2
     return out
 
 
-def finish(models_dir: str = MODELS_DIR, sign_key: str | None = None):
+def finish(models_dir: str = MODELS_DIR, sign_key: str | None = None, timing: bool = True):
     """Re-time the tiers, regenerate manifest.yaml (and REPORT.md when matplotlib is present),
     then re-sign."""
     from . import manifest
 
-    refresh_latency(models_dir)
+    if timing:
+        refresh_latency(models_dir)
 
     text = manifest.generate(models_dir)
     with open(os.path.join(models_dir, "manifest.yaml"), "w", encoding="utf-8") as fh:
