@@ -1,9 +1,10 @@
-"""Preprocessor: probe frame samples -> the model's int8 input tensor, in one fused pass.
+"""Preprocessor: probe frame samples -> the model's int8 input tensor, without full-frame temporaries.
 
-Public, validating wrapper over the private Cython kernels ``_preprocess.FusedPlan`` and (linear probes)
-``_linear.LinearPlan``.
+Public, validating wrapper over the private Cython kernels: ``_preprocess.FusedPlan`` (one fused
+pass over the output pixels; convex and phased probes) and ``_linear.LinearPlan`` (linear probes,
+whose scan conversion is exactly separable: a depth pass per scan line, a line pass per column).
 The math is docs/architecture.md "Preprocessing contract"; ``reference.preprocess`` is its NumPy
-twin and the kernel agrees with it within one int8 LSB (see docs/kernels.md).
+twin and both kernels agree with it within one int8 LSB (see docs/kernels.md).
 """
 from __future__ import annotations
 
