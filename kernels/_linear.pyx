@@ -212,6 +212,53 @@ cdef extern from *:
         }
         fwpy_lin_scalar8(s, p, j->k0, 8 * j->n_chunks, j->height);
     }
+
+    /* 8-bit without TGC (the common B-mode case): gather and depth blend in one go, straight
+       into T, with the multiply-high-round instruction the generic code cannot name (pmulhrsw /
+       sqrdmulh: (x w + 2**14) >> 15, exactly FWPY_LERP's rounding, so both paths agree to the
+       bit). Saves storing the pairs and reading them back. */
+    #if defined(__x86_64__)
+    #define FWPY_BLEND8(acc, wv) _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(acc, _mm_set1_epi16(0xFF)), 7), \
+        _mm_mulhrs_epi16(_mm_slli_epi16(_mm_sub_epi16(_mm_srli_epi16(acc, 8), \
+                                                      _mm_and_si128(acc, _mm_set1_epi16(0xFF))), 7), wv))
+    #define FWPY_LDW(p) _mm_loadu_si128((const __m128i *)(p))
+    #else
+    #define FWPY_BLEND8(acc, wv) vreinterpretq_u8_s16(vaddq_s16( \
+        vshlq_n_s16(vandq_s16(vreinterpretq_s16_u8(acc), vdupq_n_s16(0xFF)), 7), \
+        vqrdmulhq_s16(vshlq_n_s16(vsubq_s16( \
+            vreinterpretq_s16_u16(vshrq_n_u16(vreinterpretq_u16_u8(acc), 8)), \
+            vandq_s16(vreinterpretq_s16_u8(acc), vdupq_n_s16(0xFF))), 7), wv)))
+    #define FWPY_LDW(p) vld1q_s16(p)
+    #endif
+    FWPY_SHUFFLE_TARGET static void fwpy_lin_depth8_fused(const fwpy_lin *j, const uint8_t *const s[8],
+                                                          int16_t *const t[8]) {
+        const int32_t *k0 = j->k0;
+        const int16_t *ws = j->ws;
+        for (int g = 0; g < j->n_chunks; g++) {
+            const int nb = j->chunk_nb[g];
+            if (nb == 0) {
+                for (int i = 0; i < 8; i++)
+                    for (int r = 8 * g; r < 8 * g + 8; r++)
+                        t[i][r] = FWPY_LERP(s[i][k0[r]], s[i][k0[r] + 1], ws[r], 128);
+                continue;
+            }
+            const long off = j->chunk_off[g];
+            const uint8_t *mk = j->chunk_mask + 64L * g;
+            const fwpy_b16 m0 = FWPY_LD(mk), m1 = FWPY_LD(mk + 16), m2 = FWPY_LD(mk + 32),
+                           m3 = FWPY_LD(mk + 48);
+            const __typeof__(FWPY_LDW(ws)) wv = FWPY_LDW(ws + 8 * g);
+    #define FWPY_FLINES(G) for (int i = 0; i < 8; i++) FWPY_ST(t[i] + 8 * g, FWPY_BLEND8(G(s[i] + off), wv))
+            switch (nb) {
+            case 1: FWPY_FLINES(FWPY_G1); break;
+            case 2: FWPY_FLINES(FWPY_G2); break;
+            case 3: FWPY_FLINES(FWPY_G3); break;
+            default: FWPY_FLINES(FWPY_G4); break;
+            }
+        }
+        for (int i = 0; i < 8; i++)
+            for (int r = 8 * j->n_chunks; r < j->height; r++)
+                t[i][r] = FWPY_LERP(s[i][k0[r]], s[i][k0[r] + 1], ws[r], 128);
+    }
     #endif
 
     /* Pass 1: a block of lines at a time (8-bit: 8, 16-bit: 4), gather the sample pair of every
@@ -245,6 +292,12 @@ cdef extern from *:
                 uint16_t *pl[8];  /* line i's pairs at P + i h */
                 for (int i = 0; i < 8; i++) { sl[i] = s + base[i]; pl[i] = (uint16_t *)(P + (long)i * h); }
     #ifdef FWPY_LIN_SHUFFLE
+                if (j->shuffle && !j->g0) {  /* gather + blend fused, straight into T */
+                    int16_t *tl[8];  /* a short tail rewrites the last line's row */
+                    for (int i = 0; i < 8; i++) tl[i] = j->T + (long)(l + i <= last ? l + i : last) * h;
+                    fwpy_lin_depth8_fused(j, sl, tl);
+                    continue;
+                }
                 if (j->shuffle) fwpy_lin_shuffle8(j, sl, pl);
                 else
     #endif
