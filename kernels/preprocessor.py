@@ -108,7 +108,8 @@ class Preprocessor:
     fill : display value in [0, 255] for pixels outside the sector.
     speckle_filter : 3x3 median on the output grid after interpolation (second pass over the
         int8 codes, an H x W scratch buffer; the median commutes with the monotone quantization).
-    threads : OpenMP threads over output rows (1 = run on the calling thread only).
+    threads : OpenMP threads over output rows (1 = run on the calling thread only); linear probes
+        always run on the calling thread (their separable path takes a few microseconds).
 
     One instance per processing thread: ``run`` reuses one scratch buffer and swaps the cached
     LUT on a geometry change, so concurrent calls on the same instance would race.
