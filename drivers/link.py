@@ -274,8 +274,11 @@ class ProbeLink:
                         port.close()
                     except LINE_ERRORS:
                         pass
-                with self._parse_lock:
-                    self.parser.reset()
+                if not self._stop.is_set():
+                    # A lost line truncates the frame in flight. On a clean stop it is left
+                    # counted as in progress: it was cut by us, not corrupted by the line.
+                    with self._parse_lock:
+                        self.parser.reset()
                 self.parser.version = None
                 if was_connected and not self._stop.is_set():
                     self.reconnects += 1

@@ -84,7 +84,7 @@ def test_daemon_classifies_dataset_images_sent_over_a_pty(busi_images, tmp_path,
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = proc.stdout.strip().splitlines()[-1]
     assert summary.startswith("firmware-py: ran") and "processed" in summary
-    assert "rx " in proc.stderr and "tier busi-cls-quick" in proc.stderr  # the live status line
+    assert "rx " in proc.stderr and "| tier " in proc.stderr  # the live status line
 
     source_of = {}
     for line in frame_log.read_text().splitlines():
@@ -98,13 +98,14 @@ def test_daemon_classifies_dataset_images_sent_over_a_pty(busi_images, tmp_path,
     assert set(by_image) == {p.name for p in folder.glob("*.png")}, "a result must arrive for every image"
 
     manifest = load_manifest(str(repo_root / "models" / "manifest.yaml"))
-    tier = manifest.tier("busi-cls-quick")
-    model_path = repo_root / "models" / tier.files["cpu"].path
+    classify_tiers = {t.name for t in manifest.ladder("classify")}
     for name, recs in by_image.items():
-        expected = classify_directly(folder / name, tier, model_path)
-        want = max(expected, key=expected.get)
         for r in recs:
-            assert r["tier"] == "busi-cls-quick" and r["backend"] == "cpu"
+            # Compare with the tier that produced the result (the power policy may pick any).
+            assert r["tier"] in classify_tiers and r["backend"] == "cpu"
+            tier = manifest.tier(r["tier"])
+            expected = classify_directly(folder / name, tier, repo_root / "models" / tier.files["cpu"].path)
+            want = max(expected, key=expected.get)
             assert r["label"] == want, (name, r["probabilities"], expected)
             for label, p in expected.items():
                 # Same model, same input up to 1 LSB of kernel rounding: probabilities agree closely.

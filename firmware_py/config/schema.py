@@ -84,7 +84,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "public_key": Key("str", None, "Ed25519 public key (PEM) that must have signed the manifest. "
                           "`null`: the key shipped in the package (development key).", nullable=True),
         "task": Key("str", "classify", "Which ladder of tiers the daemon runs.", choices=("classify", "segment")),
-        "start_tier": Key("str", "auto", "Tier to start with, by name; `auto` lets the power policy choose."),
+        "start_tier": Key("str", "auto", "Tier to run, by name: pinned, the power policy is off (for rigs "
+                          "measuring one tier). `auto`: the power policy chooses from battery, temperature and "
+                          "latency."),
         "memory_budget_mb": Key("float", 64.0, "Memory the resident tiers may use; decides how many stay "
                                 "loaded for hitless swaps.", min=1, max=4096),
     },
@@ -101,7 +103,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "external_library": Key("str", None, "Path of the external delegate library (`kind: external`).",
                                 nullable=True),
         "external_options": Key("map", {}, "Options passed to the external delegate (string keys)."),
-        "cpu_threads": Key("int", 2, "Threads of the CPU twin (XNNPACK).", min=1, max=64),
+        "cpu_threads": Key("int", 1, "Threads of the CPU twin (XNNPACK). 1 by default: the probe link, "
+                           "preprocessing and the simulator share the cores, and XNNPACK's spinning workers on "
+                           "a busy core cost more than they gain (measured 20 ms vs 2.5 ms per frame on a loaded "
+                           "2-core machine); try 2-3 on a 4-core board with idle cores.", min=1, max=64),
         "invoke_deadline_ms": Key("float", 1000.0, "An accelerator invoke slower than this counts as a hang; "
                                   "the frame is rerun on the CPU twin.", min=1, max=60000),
         "reattach_initial_s": Key("float", 2.0, "First back-off before re-attaching a failed accelerator.",

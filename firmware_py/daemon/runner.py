@@ -43,6 +43,8 @@ class Daemon:
         self.journal: ResultJournal | None = None
         self._sinks: list = []
         self._reload = threading.Event()
+        self._requested: str | None = None
+        self._last_tier: str | None = None
 
     # -- frame path (processing thread) ---------------------------------------------------
     def _preprocessor_for(self, tier):
@@ -75,6 +77,9 @@ class Daemon:
             area = float(mask_area_mm2(out.mask, frame.geometry))
         received_ns = getattr(frame, "received_ns", 0)
         total_ms = (time.monotonic_ns() - received_ns) / 1e6 if received_ns else (t2 - t0) * 1000.0
+        if out.tier != self._last_tier:  # a new tier: latency history of the old one no longer applies
+            self.latency.clear()
+            self._last_tier = out.tier
         self.latency.add((t2 - t0) * 1000.0)
         record = ResultRecord(
             seq=frame.seq, probe_time_us=frame.timestamp_us, tier=out.tier, backend=out.backend,
@@ -162,11 +167,18 @@ class Daemon:
             dropped_stale=self.slot.dropped_stale,
             corrupt=stats.get("frames_rejected", 0) + stats.get("frames_no_buffer", 0),
             lost_gap=stats.get("frames_lost_gap", 0), rejected=self.proc.rejected,
+            in_flight=stats.get("frames_in_progress", 0),
             connected=bool(stats.get("connected", False)), tier=tier.name, backend=self.engine.backend_name,
             battery_percent=self._battery_pct, temperature_c=self._temp_c, p50_ms=p50, p99_ms=p99,
             last=self._last)
 
-    def _policy_step(self) -> None:
+    def _policy_step(self, *, wait: bool = False) -> None:
+        """Read the sensors and ask the engine for the tier the policy wants.
+
+        wait=True (at start, before the probe is opened) loads the chosen tier synchronously so
+        the first frame already runs on it; afterwards loads happen in the background and the
+        engine swaps between two frames.
+        """
         try:
             self._battery_pct = self.battery.read()
         except OSError as exc:
@@ -176,6 +188,8 @@ class Daemon:
             self._temp_c = self.thermal.read()
         except OSError:
             self._temp_c = None
+        if not self.policy_enabled:
+            return
         (p90,) = self.latency.percentiles(90)
         self.ladder = self.engine.ladder
         active = self.engine.active_tier.name
@@ -183,9 +197,15 @@ class Daemon:
             return
         current = self.ladder.index(active)
         target = self.policy.decide(current, PolicyInputs(self._battery_pct, self._temp_c, p90))
-        if target != current and self.engine.request_tier(self.ladder[target]):
-            log.info("tier %s -> %s (%s)", self.ladder[current], self.ladder[target], self.policy.reason)
-            self.latency.clear()
+        name = self.ladder[target]
+        if target == current or (name == self._requested and not wait):
+            return
+        self._requested = name
+        log.info("tier %s -> %s (%s)", active, name, self.policy.reason)
+        try:
+            self.engine.request_tier(name, wait=wait)
+        except FirmwareError as exc:  # a refused tier: keep running the current one
+            log.warning("tier %s refused (%s); staying on %s", name, exc, active)
 
     def run(self) -> int:
         c = self.cfg
@@ -198,6 +218,10 @@ class Daemon:
         self.policy = TierPolicy(len(self.ladder), low_battery=pw.low_battery_percent,
                                  critical_battery=pw.critical_battery_percent, hot_c=pw.hot_c,
                                  hysteresis=pw.hysteresis, latency_budget_ms=pw.latency_budget_ms)
+        # A tier named in the configuration is pinned (rigs benchmark one tier); `auto` lets the
+        # policy choose, starting with the tier it picks for the current battery and temperature.
+        self.policy_enabled = c.models.start_tier == "auto"
+        self._policy_step(wait=True)
         self._open_sinks()
         self.proc = ProcessingThread(self.slot, self.process_frame, max_frames=c.run.max_frames,
                                      on_limit=self.stop_event.set)

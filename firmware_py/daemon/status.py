@@ -15,6 +15,7 @@ class Snapshot:
     corrupt: int
     lost_gap: int
     rejected: int
+    in_flight: int  # a frame partly received when the link stopped (not corrupt)
     connected: bool
     tier: str
     backend: str
@@ -40,7 +41,7 @@ def format_status(s: Snapshot) -> str:
 def format_summary(s: Snapshot, tiers_used: list[str]) -> str:
     return (f"firmware-py: ran {s.elapsed_s:.1f} s: {s.received} frames received, {s.processed} processed, "
             f"{s.dropped_stale} dropped stale, {s.corrupt} corrupt, {s.rejected} rejected, {s.lost_gap} lost in "
-            f"gaps; tiers {', '.join(tiers_used) or '-'}; latency p50 {_fmt(s.p50_ms, '.1f')} ms "
+            f"gaps{f', {s.in_flight} cut off by the stop' if s.in_flight else ''}; tiers {', '.join(tiers_used) or '-'}; latency p50 {_fmt(s.p50_ms, '.1f')} ms "
             f"p99 {_fmt(s.p99_ms, '.1f')} ms; battery {_fmt(s.battery_percent, '.0f', '%')}")
 
 

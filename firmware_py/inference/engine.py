@@ -125,7 +125,7 @@ class Engine(AcceleratorFailover):
             public_key=public_key,
             task=models.get("task"),
             start_tier=models.get("start_tier"),
-            threads=int(acc.get("cpu_threads", 2) or 2),  # default as in the config schema
+            threads=int(acc.get("cpu_threads", 1) or 1),  # default as in the config schema
             accelerator=loader,
             memory_budget_mb=float(models.get("memory_budget_mb", 64.0)),
             invoke_deadline_ms=acc.get("invoke_deadline_ms", 1000.0),
