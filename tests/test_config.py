@@ -126,3 +126,14 @@ def test_cli_help_on_every_subcommand():
     for sub in ("run", "probe-sim", "models", "bench", "selftest"):
         assert sub in r.stdout
     assert run_cli("no-such-command").returncode == 2
+
+
+def test_cli_config_pin_prints_the_digest_for_console_pin_sha256():
+    r = subprocess.run([sys.executable, "-m", "firmware_py", "config", "pin"], input="2468\n", capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0
+    digest = r.stdout.strip()
+    assert load_config(None).replace(console={"pin_sha256": digest}).console.pin_sha256 == digest
+    bad = subprocess.run([sys.executable, "-m", "firmware_py", "config", "pin"], input="12\n", capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "4 or more digits" in bad.stderr

@@ -7,10 +7,11 @@ from firmware_py.config import default_config_text, load_config
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("config", help="print the default configuration or check a configuration file",
+    p = sub.add_parser("config", help="print the defaults, check a configuration file, make a PIN digest",
                        description="'show' prints the shipped defaults (every key, commented); "
-                       "'check PATH' validates a file and exits 0 if it is good, 2 if not.")
-    p.add_argument("action", choices=("show", "check"))
+                       "'check PATH' validates a file and exits 0 if it is good, 2 if not; "
+                       "'pin' reads a technician PIN from stdin and prints the console.pin_sha256 value.")
+    p.add_argument("action", choices=("show", "check", "pin"))
     p.add_argument("path", nargs="?", help="configuration file to check")
     p.set_defaults(handler=run)
 
@@ -18,6 +19,15 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.action == "show":
         sys.stdout.write(default_config_text())
+        return 0
+    if args.action == "pin":
+        from firmware_py.console import pin_digest
+
+        pin = sys.stdin.readline().strip()
+        if len(pin) < 4 or not pin.isdigit():
+            print("firmware-py: error: a PIN is 4 or more digits; type it on stdin", file=sys.stderr)
+            return 2
+        print(pin_digest(pin))
         return 0
     if not args.path:
         print("firmware-py: error: 'config check' needs the path of a YAML file", file=sys.stderr)

@@ -137,6 +137,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                  min=0, max=3600),
         "print_results": Key("bool", False, "Also print every result to stdout when `results` is a file."),
     },
+    "console": {
+        "port": Key("str", None, "Serial port (device path or pyserial URL) of the technician's service console. "
+                    "`null`: no console.", nullable=True),
+        "baudrate": Key("int", 115200, "Line rate of the console port.", min=1200, max=4000000),
+        "pin_sha256": Key("str", None, "SHA-256 (hex) of the technician PIN that unlocks the console's state-"
+                          "changing commands; make it with `firmware-py config pin`. `null`: those commands are "
+                          "disabled.", nullable=True, pattern=r"[0-9a-fA-F]{64}",
+                          pattern_hint="64 hex digits from firmware-py config pin"),
+        "lockout_s": Key("float", 30.0, "How long the console refuses logins after three wrong PINs.",
+                         min=1, max=86400),
+    },
     "run": {
         "duration_s": Key("float", 0.0, "Stop after this many seconds; 0 runs until SIGINT/SIGTERM.",
                           min=0, max=10 ** 7),

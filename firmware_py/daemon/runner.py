@@ -44,6 +44,9 @@ class Daemon:
         self._sinks: list = []
         self._reload = threading.Event()
         self._requested: str | None = None
+        self.console = None
+        self._started = time.monotonic()
+        self.policy_enabled = cfg.models.start_tier == "auto"
         self._last_tier: str | None = None
 
     # -- frame path (processing thread) ---------------------------------------------------
@@ -172,6 +175,21 @@ class Daemon:
             battery_percent=self._battery_pct, temperature_c=self._temp_c, p50_ms=p50, p99_ms=p99,
             last=self._last)
 
+    def status_text(self) -> str:
+        return format_status(self.snapshot(time.monotonic() - self._started))
+
+    def counters(self) -> dict:
+        """Every frame counter in one place: link (bytes, frames), slot and processing."""
+        link = self.link.stats() if self.link else {}
+        keep = ("bytes_in", "bytes_accepted", "bytes_discarded", "header_errors", "frames_received",
+                "frames_delivered", "frames_rejected", "frames_rejected_by_reason", "frames_no_buffer",
+                "frames_in_progress", "frames_lost_gap", "connected", "reconnects", "version")
+        out = {k: link[k] for k in keep if k in link}
+        out.update(frames_processed=self.proc.processed, frames_dropped_stale=self.slot.dropped_stale,
+                   frames_rejected_processing=self.proc.rejected, tier=self.engine.active_tier.name,
+                   backend=self.engine.backend_name)
+        return out
+
     def _policy_step(self, *, wait: bool = False) -> None:
         """Read the sensors and ask the engine for the tier the policy wants.
 
@@ -226,11 +244,17 @@ class Daemon:
         self.proc = ProcessingThread(self.slot, self.process_frame, max_frames=c.run.max_frames,
                                      on_limit=self.stop_event.set)
         self._install_signals()
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         try:
             url = self._open_probe()
             self.link = self._open_link(url)
             self.proc.start()
+            if c.console.port:
+                from firmware_py.console import ServiceConsole
+
+                self.console = ServiceConsole(c.console.port, self, pin_sha256=c.console.pin_sha256,
+                                              baudrate=c.console.baudrate, lockout_s=c.console.lockout_s)
+                self.console.start()
             next_status = started + (c.output.status_interval_s or float("inf"))
             next_policy = started
             while not self.stop_event.wait(0.05):
@@ -260,6 +284,8 @@ class Daemon:
         return 0
 
     def _shutdown(self) -> None:
+        if self.console is not None:
+            self.console.stop()
         if self.link is not None:
             self.link.stop()
         self.proc.stop()

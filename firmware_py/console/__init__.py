@@ -1,0 +1,186 @@
+"""Service console: a line-oriented command prompt on a second serial port.
+
+Field technicians plug a USB-serial cable into the handheld and type commands. Read-only
+commands (status, counters, tiers) need no login; commands that change what the device does
+(pin a tier, reload models, command the probe) need the technician PIN, whose SHA-256 digest is
+in the configuration. Three wrong PINs lock the console for a while, so a PIN cannot be guessed
+at line speed. Human speed: byte-wise reads are fine here, and the frame path is not touched.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+
+import serial
+
+from firmware_py.errors import FirmwareError
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 256
+LOCKOUT_AFTER = 3
+
+HELP = """commands:
+  status                 the live status line
+  counters               frame and byte counters of the probe link and the pipeline (JSON)
+  tiers                  the model ladder, the active tier and the backend
+  login PIN | logout     technician login (needed for the commands below)
+  tier NAME | tier auto  pin a tier (power policy off) or give the choice back to the policy
+  reload                 re-verify and reload the signed model set
+  probe CMD VALUE        send freeze / depth / gain / frame_rate to the probe
+  help"""
+
+
+def pin_digest(pin: str) -> str:
+    return hashlib.sha256(pin.encode("utf-8")).hexdigest()
+
+
+class ServiceConsole:
+    """Serves one port on its own thread; ``daemon`` is the running Daemon."""
+
+    def __init__(self, url: str, daemon, *, pin_sha256: str | None, baudrate: int = 115200,
+                 lockout_s: float = 30.0, clock=time.monotonic):
+        self.url, self.daemon, self.pin_sha256 = url, daemon, pin_sha256
+        self.baudrate, self.lockout_s, self._clock = baudrate, lockout_s, clock
+        self.logged_in = False
+        self.failures = 0
+        self._locked_until = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.2)
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise FirmwareError(f"cannot open console port {url} ({exc}); check console.port or set it to null") \
+                from None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name="console", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        self._port.close()
+
+    def _serve(self) -> None:
+        self._write("firmware-py service console; type help\r\n> ")
+        line = bytearray()
+        while not self._stop.is_set():
+            try:
+                chunk = self._port.read(1)
+            except (serial.SerialException, OSError) as exc:
+                log.warning("console port failed (%s); console stopped", exc)
+                return
+            if not chunk:
+                continue
+            if chunk in (b"\r", b"\n"):
+                if line:
+                    text = line.decode("utf-8", "replace").strip()
+                    line.clear()
+                    self._write(self.execute(text) + "\r\n> ")
+                continue
+            if len(line) < MAX_LINE:
+                line += chunk
+
+    def _write(self, text: str) -> None:
+        try:
+            self._port.write(text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8"))
+        except (serial.SerialException, OSError):
+            pass
+
+    # -- commands ----------------------------------------------------------------------------
+    def execute(self, text: str) -> str:
+        words = text.split()
+        if not words:
+            return ""
+        cmd, args = words[0].lower(), words[1:]
+        handler = getattr(self, f"_cmd_{cmd}", None)
+        if handler is None:
+            return f"error: unknown command '{cmd}'; type help"
+        if cmd in ("tier", "reload", "probe") and not (cmd == "tier" and not args):
+            denied = self._require_login()
+            if denied:
+                return denied
+        try:
+            return handler(args)
+        except FirmwareError as exc:
+            return f"error: {exc}"
+        except ValueError as exc:
+            return f"error: {exc}"
+
+    def _require_login(self) -> str | None:
+        if self.pin_sha256 is None:
+            return "error: no technician PIN is configured (console.pin_sha256); this command is disabled"
+        if not self.logged_in:
+            return "error: log in first: login PIN"
+        return None
+
+    def _cmd_help(self, args) -> str:
+        return HELP
+
+    def _cmd_status(self, args) -> str:
+        return self.daemon.status_text()
+
+    def _cmd_counters(self, args) -> str:
+        return json.dumps(self.daemon.counters(), sort_keys=True)
+
+    def _cmd_tiers(self, args) -> str:
+        e = self.daemon.engine
+        mode = "policy" if self.daemon.policy_enabled else "pinned"
+        return f"ladder {', '.join(e.ladder)}; active {e.active_tier.name} on {e.backend_name} ({mode})"
+
+    def _cmd_login(self, args) -> str:
+        now = self._clock()
+        if now < self._locked_until:
+            return f"error: console locked after {LOCKOUT_AFTER} wrong PINs; try again in " \
+                   f"{self._locked_until - now:.0f} s"
+        if self.pin_sha256 is None:
+            return "error: no technician PIN is configured (console.pin_sha256)"
+        if len(args) != 1:
+            return "error: usage: login PIN"
+        if hmac.compare_digest(pin_digest(args[0]), self.pin_sha256.lower()):
+            self.logged_in, self.failures = True, 0
+            log.warning("console: technician logged in")
+            return "ok: logged in"
+        self.failures += 1
+        log.warning("console: wrong PIN (%d in a row)", self.failures)
+        if self.failures >= LOCKOUT_AFTER:
+            self._locked_until, self.failures = now + self.lockout_s, 0
+            return f"error: wrong PIN; console locked for {self.lockout_s:.0f} s"
+        return f"error: wrong PIN ({LOCKOUT_AFTER - self.failures} tries left)"
+
+    def _cmd_logout(self, args) -> str:
+        self.logged_in = False
+        return "ok: logged out"
+
+    def _cmd_tier(self, args) -> str:
+        if not args:
+            return self._cmd_tiers(args)
+        name = args[0]
+        if name == "auto":
+            self.daemon.policy_enabled = True
+            return "ok: the power policy chooses the tier"
+        if name not in self.daemon.engine.ladder:
+            return f"error: no tier '{name}'; choose one of {', '.join(self.daemon.engine.ladder)} or auto"
+        self.daemon.policy_enabled = False
+        self.daemon.engine.request_tier(name)
+        return f"ok: {name} pinned; it takes over after it has loaded (power policy off until 'tier auto')"
+
+    def _cmd_reload(self, args) -> str:
+        ok = self.daemon.engine.reload()
+        return "ok: model set reloaded" if ok else "error: the new model set was refused; the previous one stays"
+
+    def _cmd_probe(self, args) -> str:
+        if len(args) != 2:
+            return "error: usage: probe freeze|depth|gain|frame_rate VALUE"
+        try:
+            value = float(args[1])
+        except ValueError:
+            return f"error: '{args[1]}' is not a number"
+        ack = self.daemon.link.send_command(args[0].lower(), value)
+        return f"ok: probe acknowledged {args[0]}={value:g} ({ack})"
