@@ -35,9 +35,14 @@ cdef extern from *:
     #else
     #define FWPY_LIN_CLONES
     #endif
-    /* Round half to even to int: GCC vectorises __builtin_irintf to cvtps2dq / fcvtns (|x| < 2**22
-       is guaranteed by the wrapper); elsewhere the 1.5 * 2**23 trick. */
-    #if defined(__GNUC__) && !defined(__clang__)
+    /* Round half to even to int: GCC vectorises __builtin_irintf to cvtps2dq on x86 (the wrapper
+       keeps |x| < 2**22); other compilers get the 1.5 * 2**23 trick. On aarch64, GCC 12 has no
+       vector pattern for irintf (scalar frintx + fcvtzs per element), which kept every row loop
+       holding it scalar; rintf vectorises (frintx v.4s) and its integral result converts
+       exactly (fcvtzs v.4s): same rounding, same codes. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__aarch64__)
+    #define FWPY_RINT(x) ((int)__builtin_rintf(x))
+    #elif defined(__GNUC__) && !defined(__clang__)
     #define FWPY_RINT(x) __builtin_irintf(x)
     #else
     #define FWPY_RINT(x) ((int)(((x) + 12582912.0f) - 12582912.0f))
