@@ -107,10 +107,10 @@ if [ "$WHAT" = all ]; then
     step "suite-$n" "nice -n 10 timeout $TIMEOUT python -m pytest -q -ra -p no:cacheprovider $t"
   done
   for f in "$LOGS"/suite-*.log; do
-    sum=$(grep -E '^[0-9]+ (passed|failed|skipped|errors?|deselected)' "$f" | tail -n 1)
+    sum=$(grep -E '^[0-9]+ (passed|failed|skipped|errors?|deselected)' "$f" | tail -n 1 || true)
     if [ -z "$sum" ]; then  # no pytest summary: the process died; name the test it died in
-      sum="CRASHED: $(grep -m1 -E 'Fatal Python error|Timeout|Killed' "$f") in \
-$(grep -m1 -oE 'tests/test_[a-z_0-9]+\.py", line [0-9]+ in [A-Za-z_0-9]+' "$f")"
+      sum="CRASHED: $(grep -m1 -E 'Fatal Python error|Timeout|Killed' "$f" || true) in \
+$(grep -m1 -oE 'tests/test_[a-z_0-9]+\.py", line [0-9]+ in [A-Za-z_0-9]+' "$f" || true)"
     fi
     printf '%-36s %s\n' "$(basename "$f" .log)" "$sum"
   done >"$LOGS/suite-summary.txt"
