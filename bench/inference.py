@@ -129,8 +129,7 @@ def bench_frames(engine, model_path, interp, delegate, threads, frames, blocks) 
 
 def bench_swap(engine, names, period_s, n_frames) -> dict:
     """Frames at a fixed period while the engine swaps through `names`; counts lost/late frames."""
-    shape = engine.active_tier.input.shape
-    frames = _frames(shape, 8, seed=3)
+    frames_by_shape: dict[tuple, list] = {}  # tiers of a ladder differ in input size
     done, stamps, tiers = [], [], []
     swaps_at = {int(n_frames * (k + 1) / (len(names) + 1)): name for k, name in enumerate(names)}
     start = time.perf_counter()
@@ -141,7 +140,12 @@ def bench_swap(engine, names, period_s, n_frames) -> dict:
             time.sleep(due - now)
         if i in swaps_at:
             engine.request_tier(swaps_at[i])
-        engine.input_view()[...] = frames[i % len(frames)]
+        view = engine.input_view()
+        frames = frames_by_shape.get(view.shape)
+        if frames is None:
+            frames = frames_by_shape[view.shape] = _frames(view.shape, 8, seed=3)
+        view[...] = frames[i % len(frames)]
+        del view  # the interpreter refuses to invoke while a view into its input is alive
         out = engine.invoke()
         stamps.append(time.perf_counter())
         done.append(i)
