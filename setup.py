@@ -33,7 +33,8 @@ def kernel_extensions():
             Extension(
                 f"firmware_py.kernels.{name}",
                 [pyx],
-                include_dirs=[numpy.get_include()],
+                include_dirs=[numpy.get_include(), "kernels"],  # kernels/fwpy_simd.h
+                depends=glob.glob(os.path.join("kernels", "*.h")),
                 extra_compile_args=COMPILE_ARGS,
                 extra_link_args=LINK_ARGS,
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
@@ -88,7 +89,7 @@ setup(
     package_data={
         "firmware_py": ["config/*.yaml"],
         "firmware_py.models": ["manifest.yaml", "manifest.yaml.sig", "*.tflite", "keys/*.pub"],
-        "firmware_py.kernels": ["*.pyx", "*.pxd"],
+        "firmware_py.kernels": ["*.pyx", "*.pxd", "*.h"],
     },
     ext_modules=cythonize(
         kernel_extensions(),

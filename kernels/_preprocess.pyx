@@ -26,26 +26,7 @@ from libc.stdlib cimport free, malloc
 
 cdef extern from *:
     """
-    #include <stdint.h>
-    #include <string.h>
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define FWPY_CLONES __attribute__((target_clones("avx2", "default")))
-    #else
-    #define FWPY_CLONES
-    #endif
-
-    /* Round half to even: GCC vectorises __builtin_irintf to cvtps2dq on x86 (the wrapper
-       keeps |x| < 2**22); other compilers get the 1.5 * 2**23 trick. On aarch64, GCC 12 has no
-       vector pattern for irintf (scalar frintx + fcvtzs per element), which kept every row loop
-       holding it scalar; rintf vectorises (frintx v.4s) and its integral result converts
-       exactly (fcvtzs v.4s): same rounding, same codes. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__aarch64__)
-    #define FWPY_RINT(x) ((int)__builtin_rintf(x))
-    #elif defined(__GNUC__) && !defined(__clang__)
-    #define FWPY_RINT(x) __builtin_irintf(x)
-    #else
-    #define FWPY_RINT(x) ((int)(((x) + 12582912.0f) - 12582912.0f))
-    #endif
+    #include "fwpy_simd.h"
 
     typedef struct {
         const void *src;          /* (n_lines, n_samples) uint8 or uint16, C-contiguous */
