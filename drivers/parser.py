@@ -107,13 +107,7 @@ class FrameParser:
     def buffer_updated(self, n: int) -> list:
         """``n`` bytes were written at the start of the last get_buffer(); return completed messages."""
         self.bytes_in += n
-        if self._state == _BODY:
-            self._filled += n
-            if self._filled == self._total:
-                self._finish_frame()
-        else:
-            self._end += n
-            self._hunt()
+        self._advance(n)
         self._drain_replay()
         out, self._out = self._out, []
         return out
@@ -354,11 +348,14 @@ class FrameParser:
                 self._replay.popleft()
             else:
                 self._replay[0] = mv[n:]
-            # replayed bytes were already counted in bytes_in
-            if self._state == _BODY:
-                self._filled += n
-                if self._filled == self._total:
-                    self._finish_frame()
-            else:
-                self._end += n
-                self._hunt()
+            self._advance(n)  # replayed bytes were already counted in bytes_in
+
+    def _advance(self, n: int) -> None:
+        """``n`` bytes landed where get_buffer() pointed: fill the frame body or scan for headers."""
+        if self._state == _BODY:
+            self._filled += n
+            if self._filled == self._total:
+                self._finish_frame()
+        else:
+            self._end += n
+            self._hunt()
