@@ -147,3 +147,20 @@ def test_demo_default_run_with_synthetic_phantoms_exits_cleanly(tmp_path):
     processed = int(last.split(" processed")[0].split(", ")[-1])
     assert processed > 0
     assert len(results.read_text().splitlines()) == processed
+
+
+@pytest.mark.slow
+def test_segmentation_ladder_reports_the_nodule_area(tmp_path):
+    """models.task: segment runs the DDTI tiers; each result carries the largest component's area."""
+    results = tmp_path / "r.jsonl"
+    cfg = tmp_path / "seg.yaml"
+    cfg.write_text(yaml.safe_dump({"models": {"task": "segment"}, "simulator": {"fps": 10.0},
+                                   "output": {"results": str(results), "status_interval_s": 0},
+                                   "run": {"duration_s": 60.0, "max_frames": 5}}))
+    proc = subprocess.run([sys.executable, "-m", "firmware_py", "run", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(records) >= 5
+    for r in records:
+        assert r["tier"].startswith("ddti-") and r["label"] is None and r["area_mm2"] >= 0.0

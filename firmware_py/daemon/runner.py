@@ -16,6 +16,7 @@ from firmware_py.daemon.pipeline import LatencyWindow, LatestFrameSlot, Processi
 from firmware_py.daemon.simulator_process import SimulatorProcess
 from firmware_py.daemon.status import Snapshot, StatusLine, format_status, format_summary
 from firmware_py.errors import FirmwareError
+from firmware_py.kernels import Preprocessor, largest_component, mask_area_mm2
 from firmware_py.power import PolicyInputs, TierPolicy, make_battery, make_thermal
 from firmware_py.results import JsonLinesSink, ResultJournal, ResultRecord
 
@@ -46,6 +47,8 @@ class Daemon:
         self._requested: str | None = None
         self.console = None
         self._started = time.monotonic()
+        # A tier named in the configuration is pinned (rigs benchmark one tier); `auto` lets the
+        # power policy choose. The console can change this at run time.
         self.policy_enabled = cfg.models.start_tier == "auto"
         self._last_tier: str | None = None
 
@@ -53,8 +56,6 @@ class Daemon:
     def _preprocessor_for(self, tier):
         pp = self._preprocessors.get(tier.name)
         if pp is None:
-            from firmware_py.kernels import Preprocessor
-
             spec, q = tier.preprocess, tier.input.quantization
             pp = Preprocessor(spec.grid[0], spec.grid[1], scale=q.scale, zero_point=q.zero_point,
                               dynamic_range_db=spec.dynamic_range_db, mean=spec.mean, std=spec.std,
@@ -74,10 +75,8 @@ class Daemon:
         out = engine.invoke()
         t2 = time.perf_counter()
         area = None
-        if out.mask is not None:
-            from firmware_py.kernels import mask_area_mm2
-
-            area = float(mask_area_mm2(out.mask, frame.geometry))
+        if out.mask is not None:  # the nodule: largest connected component, as models evaluate measures it
+            area = float(mask_area_mm2(largest_component(out.mask), frame.geometry))
         received_ns = getattr(frame, "received_ns", 0)
         total_ms = (time.monotonic_ns() - received_ns) / 1e6 if received_ns else (t2 - t0) * 1000.0
         if out.tier != self._last_tier:  # a new tier: latency history of the old one no longer applies
@@ -236,9 +235,8 @@ class Daemon:
         self.policy = TierPolicy(len(self.ladder), low_battery=pw.low_battery_percent,
                                  critical_battery=pw.critical_battery_percent, hot_c=pw.hot_c,
                                  hysteresis=pw.hysteresis, latency_budget_ms=pw.latency_budget_ms)
-        # A tier named in the configuration is pinned (rigs benchmark one tier); `auto` lets the
-        # policy choose, starting with the tier it picks for the current battery and temperature.
-        self.policy_enabled = c.models.start_tier == "auto"
+        # Start on the tier the policy picks for the current battery and temperature (a tier
+        # named in the configuration is pinned instead: see __init__).
         self._policy_step(wait=True)
         self._open_sinks()
         self.proc = ProcessingThread(self.slot, self.process_frame, max_frames=c.run.max_frames,
