@@ -1,1 +1,1 @@
-ed25519 dfcd0cb27709610a 5RObrNRr6t8UA2ln8ro2v0bi63Oha4CiYC8iBuztxesKvJyfVo86tmR49ko+26WFK5bJ7DbxK9KKAndguLi+Bw==
+ed25519 dfcd0cb27709610a gv6jHHiOuNnpy8qm15NaQoUXhgDiTyubVtriy53kygO7WqqAsJJT2HO+T2hG0Itko1telQW/Tv2DjEhLpWsPAQ==

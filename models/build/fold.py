@@ -18,7 +18,7 @@ from . import metrics as M
 from . import tfutil
 from . import train as T
 from .augment import UltrasoundAugment
-from .tiers import TierSpec, TrainSettings
+from .tiers import AUGMENT, TierSpec, TrainSettings
 
 
 def _eval(task, outputs, y, classes):
@@ -72,7 +72,7 @@ def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, stude
     else:
         y_tr = np.stack([m.astype(np.float32) for m in (items.masks[i] for i in tr)])[..., None]
         class_weight = None
-    aug = UltrasoundAugment(tf, cfg.seed + 100 * fold)
+    aug = UltrasoundAugment(tf, cfg.seed + 100 * fold, **AUGMENT[task])
     steps = int(np.ceil(len(tr) / cfg.batch))
     cache = {}
     result = {"fold": fold, "n_train": int(len(tr)), "n_val": int(len(val)), "n_test": int(len(test_idx)),

@@ -53,19 +53,32 @@ DDTI_STUDENTS = (
     TierSpec("ddti-seg-ds-r96", "segment", 1, 96,
              lambda tf, name: arch.seg_net(tf, 96, name, widths=(12, 24, 48, 96)),
              "depthwise-separable encoder-decoder, 96 px"),
+    # Four downsamplings at 128 px (three at 64/96 px) keep the bottleneck's receptive field
+    # covering the nodule: with three, the 128 px tier scored below the 96 px one (Dice 0.77 vs 0.80).
     TierSpec("ddti-seg-dsse-r128", "segment", 2, 128,
-             lambda tf, name: arch.seg_net(tf, 128, name, widths=(16, 32, 64, 128), se=True),
-             "depthwise-separable encoder-decoder + squeeze-and-excitation bottleneck, 128 px"),
+             lambda tf, name: arch.seg_net(tf, 128, name, widths=(16, 32, 64, 96, 160), se=True),
+             "depthwise-separable encoder-decoder, 4 levels + squeeze-and-excitation bottleneck, 128 px"),
 )
+
+
+# Augmentation strength per task (UltrasoundAugment keyword arguments). BUSI fold 0, teacher, 100
+# epochs: the lighter set reached 89 % validation accuracy against 83 % with the defaults, which
+# stay for DDTI (the masks follow the geometry, and its teacher reached Dice 0.84 with them).
+AUGMENT = {
+    "classify": dict(rotate_deg=5.0, zoom=0.08, gain=0.15, gamma=0.15, speckle=0.05),
+    "segment": dict(),
+}
 
 
 @dataclass
 class TrainSettings:
     seed: int = 1234
     batch: int = 32
-    teacher_epochs: int = 40
-    student_epochs: int = 35        # dense distillation
-    prune_epochs: int = 10          # gradual magnitude pruning + fine-tune
+    # From-scratch nets on ~450 images need long schedules: the BUSI teacher's validation accuracy
+    # kept climbing to epoch 80-100 (77 % at 20 epochs, 84-87 % at 80, fold 0, heavy augmentation).
+    teacher_epochs: int = 100
+    student_epochs: int = 80        # dense distillation
+    prune_epochs: int = 15          # gradual magnitude pruning + fine-tune
     prune_target: float = 0.5
     lr: float = 2e-3
     prune_lr: float = 3e-4
