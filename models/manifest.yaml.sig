@@ -1,1 +1,1 @@
-ed25519 dfcd0cb27709610a gv6jHHiOuNnpy8qm15NaQoUXhgDiTyubVtriy53kygO7WqqAsJJT2HO+T2hG0Itko1telQW/Tv2DjEhLpWsPAQ==
+ed25519 dfcd0cb27709610a x+WqjiOW/QBgGVbaewqK2wn8s7V/hzU6nlQfXoepbBHZVLh7Ac2jXhaXFBYW8/wZvdXMzlEGTzIVbUopV77IDw==
