@@ -59,8 +59,12 @@ def _resolve(data: str, task: str) -> str | None:
 
 def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int = 5,
           models_dir: str = MODELS_DIR, work_dir: str | None = None, cfg: Z.TrainSettings | None = None,
-          ship: bool = True, sign_key: str | None = None, students=None, threads: int = 2) -> dict:
-    """Train, evaluate and (fold 0) ship the zoo; returns {task: [fold results]}."""
+          ship: bool = True, sign_key: str | None = None, students=None, threads: int = 2,
+          only=None) -> dict:
+    """Train, evaluate and (fold 0) ship the zoo; returns {task: [fold results]}.
+
+    `only` (tier names) retrains just those students, with a teacher retrained from the same seed,
+    and merges their results into the fold's existing JSON (see _merge_rerun)."""
     from . import fold as F
     from . import tfutil
 
@@ -69,12 +73,21 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
     os.makedirs(work_dir, exist_ok=True)
     plan = []
     for task in tasks:
+        if only and not [t for t in _students(task, students) if t.name in only]:
+            continue
         d = _resolve(data, task)
         if d is None:
             raise FileNotFoundError(f"{data}: no {task}/labels.csv (or a {task}-style labels.csv) here; "
                                     "pass --data pointing at ../shared/data or at the dataset folder")
         plan.append((task, d))
-    n_students = {"busi": len(students or Z.BUSI_STUDENTS), "ddti": len(students or Z.DDTI_STUDENTS)}
+    if only:
+        known = {t.name for task in ("busi", "ddti") for t in _students(task, students)}
+        if set(only) - known:
+            raise ValueError(f"unknown tier(s) {', '.join(sorted(set(only) - known))}: "
+                             f"pick from {', '.join(sorted(known))}")
+    picked = {task: tuple(t for t in _students(task, students) if not only or t.name in only)
+              for task in ("busi", "ddti")}
+    n_students = {task: len(v) for task, v in picked.items()}
     progress = Progress(sum(_epochs(cfg, n_students[t]) * len(folds) for t, _ in plan))
     tf = tfutil.setup_tf(cfg.seed, threads)
     log.info("tensorflow %s, settings %s", tf.__version__, cfg)
@@ -83,11 +96,11 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
         if task == "busi":
             items = D.load_busi(d)
             test_folds = D.stratified_folds(items.labels, n_folds, cfg.seed)
-            teacher, studs, kind, classes = Z.BUSI_TEACHER, students or Z.BUSI_STUDENTS, "classify", items.classes
+            teacher, studs, kind, classes = Z.BUSI_TEACHER, picked[task], "classify", items.classes
         else:
             items = D.load_ddti(d)
             test_folds = D.group_folds(items.patients, n_folds, cfg.seed)
-            teacher, studs, kind, classes = Z.DDTI_TEACHER, students or Z.DDTI_STUDENTS, "segment", None
+            teacher, studs, kind, classes = Z.DDTI_TEACHER, picked[task], "segment", None
         log.info("%s: %d items from %s, %d folds", task, len(items.images), d, n_folds)
         results[task] = []
         for k in folds:
@@ -98,7 +111,10 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
                              ship_dir=models_dir if (ship and k == 0) else None, classes=classes)
             res["settings"] = {k2: v for k2, v in vars(cfg).items()}
             res["tensorflow"] = tf.__version__
-            with open(os.path.join(work_dir, f"{task}_fold{k}.json"), "w") as fh:
+            path = os.path.join(work_dir, f"{task}_fold{k}.json")
+            if only and os.path.exists(path):
+                res = _merge_rerun(path, res, teacher.name)
+            with open(path, "w") as fh:
                 json.dump(res, fh, indent=2)
             log.info("%s fold %d done in %.0f s: %s", task, k, res["seconds"],
                      {n: t.get("int8", t.get("float")) for n, t in res["tiers"].items()})
@@ -114,6 +130,33 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
                                     n_folds=n_folds, val_fraction=cfg.val_fraction))
         finish(models_dir, sign_key)
     return results
+
+
+def _students(task, custom=None):
+    return tuple(custom) if custom else (Z.BUSI_STUDENTS if task == "busi" else Z.DDTI_STUDENTS)
+
+
+def _merge_rerun(path: str, res: dict, teacher_name: str) -> dict:
+    """Fold `res` (a rerun of some students) into the fold's earlier results at `path`.
+
+    The rerun's students replace their old rows. The fold's teacher row stays the one the other
+    students were distilled from; the rerun's own teacher (same seed and recipe, retrained) is
+    recorded beside the students it distilled, so the report can show how far the two differ.
+    """
+    with open(path) as fh:
+        old = json.load(fh)
+    budget = ("teacher_epochs", "student_epochs", "prune_epochs")
+    if [old["settings"].get(b) for b in budget] != [res["settings"].get(b) for b in budget]:
+        raise ValueError(
+            f"{path} was built with epochs {[old['settings'].get(b) for b in budget]}, this rerun with "
+            f"{[res['settings'].get(b) for b in budget]}: rerun with the same --epochs-scale, or rebuild the whole fold")
+    names = [n for n in res["tiers"] if n != teacher_name]
+    teacher = res["tiers"][teacher_name]["float"]
+    for n in names:
+        old["tiers"][n] = dict(res["tiers"][n], rerun_teacher_float=teacher)
+    old.setdefault("reruns", []).append({"tiers": names, "seconds": res["seconds"], "teacher_float": teacher,
+                                         "date": time.strftime("%Y-%m-%d")})
+    return old
 
 
 def refresh_latency(models_dir: str = MODELS_DIR, rounds: int = 5, runs: int = 20) -> dict:

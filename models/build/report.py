@@ -273,6 +273,16 @@ def _evaluate_section(models_dir):
     return out
 
 
+def _reruns_text(run, task):
+    """Students retrained after the fold was first built, with the teacher retrained for them."""
+    key = "accuracy" if task == "busi" else "dice"
+    teacher = next(t for t in run["tiers"].values() if t.get("rank") == -1)
+    return "".join(
+        f" ({', '.join(r['tiers'])} retrained {r['date']} in {r['seconds'] / 60:.0f} min, distilled from the "
+        f"teacher retrained with the same seed: {key} {_pct(r['teacher_float'][key])} against "
+        f"{_pct(teacher['float'][key])})" for r in run.get("reruns", []))
+
+
 def write(models_dir: str = MODELS_DIR):
     folds = _load(models_dir)
     if not folds:
@@ -310,7 +320,8 @@ def write(models_dir: str = MODELS_DIR):
                   _compression_table(r0), ""]
         per_fold = "; ".join(
             f"fold {r['fold']}: teacher {r['settings']['teacher_epochs']} / student {r['settings']['student_epochs']} "
-            f"+ prune {r['settings']['prune_epochs']} epochs, {r['seconds'] / 60:.0f} min" for r in runs)
+            f"+ prune {r['settings']['prune_epochs']} epochs, {r['seconds'] / 60:.0f} min{_reruns_text(r, task)}"
+            for r in runs)
         lines += [f"### {task.upper()}: cross-validation ({len(runs)} of 5 folds run)", "",
                   _cv_table(runs, task), "", f"Epoch budgets per fold (CPU time was short): {per_fold}.", ""]
     lines += _latency_section(models_dir)
