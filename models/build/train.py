@@ -35,6 +35,13 @@ def build_trainer(tf, net, task: str, teacher=None, alpha: float = 0.5, temperat
             if teacher is not None:
                 teacher.trainable = False
             self.cw = None if class_weight is None else tf.constant(class_weight, tf.float32)
+            # Epoch mean for the progress log (a bare returned tensor would report the last batch,
+            # often the small remainder one).
+            self.loss_mean = tf.keras.metrics.Mean(name="loss")
+
+        @property
+        def metrics(self):
+            return [self.loss_mean]
 
         def call(self, x, training=False):
             return self.net(_fit(x, self.net), training=training)
@@ -55,7 +62,8 @@ def build_trainer(tf, net, task: str, teacher=None, alpha: float = 0.5, temperat
                     [tf.constant(0.0)] + self.net.losses)
             grads = tape.gradient(loss, self.net.trainable_variables)
             self.optimizer.apply_gradients(zip(grads, self.net.trainable_variables))
-            return {"loss": loss}
+            self.loss_mean.update_state(loss)
+            return {"loss": self.loss_mean.result()}
 
     def _fit(x, model):
         size = model.input_shape[1:3]
