@@ -358,7 +358,9 @@ def write(models_dir: str = MODELS_DIR):
               "`--epochs-scale F` multiplies every epoch count (the runs above used the budgets listed per fold); "
               "the seed (`--seed`, default 1234) fixes splits, initialisation, shuffling and augmentation, but "
               "TensorFlow CPU kernels are not bit-deterministic across thread counts, so a rebuild reproduces "
-              "the figures closely, not bit for bit.", ""]
+              "the figures closely, not bit for bit. `--tiers NAME[,NAME]` retrains only those students "
+              "(with a teacher retrained from the same seed) and merges them into each fold's results; run "
+              "it with the fold's original `--epochs-scale`.", ""]
     with open(os.path.join(models_dir, "REPORT.md"), "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
 
