@@ -63,26 +63,39 @@ def mobilenet_v2(tf, res: int, n_out: int, alpha: float, se: bool, name: str, ex
     return tf.keras.Model(inp, L.Dense(n_out, name="logits")(x), name=name)
 
 
-def _fire(L, x, squeeze, expand):
-    s = L.Conv2D(squeeze, 1, activation="relu")(x)
-    e1 = L.Conv2D(expand, 1, activation="relu")(s)
-    e3 = L.Conv2D(expand, 3, padding="same", activation="relu")(s)
-    return L.Concatenate()([e1, e3])
+def _fire(L, x, squeeze, expand, bn=True):
+    """Fire module: squeeze 1x1, then expand 1x1 and 3x3 side by side. With `bn`, batch norm after
+    each conv (folded into the conv weights at conversion, so free at inference)."""
+    def conv(y, f, k):
+        if not bn:
+            return L.Conv2D(f, k, padding="same", activation="relu")(y)
+        y = L.Conv2D(f, k, padding="same", use_bias=False)(y)
+        return L.ReLU()(L.BatchNormalization()(y))
+    s = conv(x, squeeze, 1)
+    return L.Concatenate()([conv(s, expand, 1), conv(s, expand, 3)])
 
 
-def squeezenet(tf, res: int, n_out: int, name: str, width: int = 16):
-    """SqueezeNet 1.1-style fire modules (squeeze 1x1, expand 1x1 + 3x3), conv classifier head."""
+def squeezenet(tf, res: int, n_out: int, name: str, width: int = 16, bn: bool = True):
+    """SqueezeNet 1.1-style fire modules (squeeze 1x1, expand 1x1 + 3x3), conv classifier head.
+
+    Without batch norm the 64 px net trained from scratch never left the majority classes
+    (balanced accuracy 0.48-0.54 over the 5 folds); SqueezeNet's original recipe relied on
+    ImageNet-scale data and long schedules that we do not have.
+    """
     L = tf.keras.layers
     x = inp = L.Input((res, res, 1), name="image")
-    x = L.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu")(x)
+    if bn:
+        x = _conv_bn(L, x, 2 * width, stride=2)
+    else:
+        x = L.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu")(x)
     x = L.MaxPooling2D(3, 2, padding="same")(x)
-    x = _fire(L, x, width // 2 + 4, width * 2)
-    x = _fire(L, x, width // 2 + 4, width * 2)
+    x = _fire(L, x, width // 2 + 4, width * 2, bn)
+    x = _fire(L, x, width // 2 + 4, width * 2, bn)
     x = L.MaxPooling2D(3, 2, padding="same")(x)
-    x = _fire(L, x, width, width * 4)
-    x = _fire(L, x, width, width * 4)
+    x = _fire(L, x, width, width * 4, bn)
+    x = _fire(L, x, width, width * 4, bn)
     x = L.MaxPooling2D(3, 2, padding="same")(x)
-    x = _fire(L, x, width + width // 2, width * 6)
+    x = _fire(L, x, width + width // 2, width * 6, bn)
     x = L.Dropout(0.2)(x)
     x = L.Conv2D(n_out, 1)(x)
     x = L.GlobalAveragePooling2D()(x)
