@@ -55,7 +55,8 @@ def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, stude
     train_idx = np.asarray(train_idx)
     if cfg.max_train:
         train_idx = rng.permutation(train_idx)[:cfg.max_train]
-    # Validation (for the QAT decision only) is carved from the training folds, never the test fold.
+    # Validation (the QAT decision here, the operating thresholds in threshold.py) is carved from
+    # the training folds, never the test fold.
     if task == "classify":
         sub_tr, sub_val = D.stratified_split(items.labels[train_idx], cfg.val_fraction, cfg.seed + fold)
     else:

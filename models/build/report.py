@@ -336,7 +336,7 @@ def write(models_dir: str = MODELS_DIR):
     s = r_any["settings"]
     lines += ["## Training settings", "",
               "- Data: BUSI 3 classes (stratified 5 folds, seed %d); DDTI split by patient (5 folds)." % s["seed"],
-              f"- Validation: {int(100 * s['val_fraction'])} % of the training folds (QAT decision only).",
+              f"- Validation: {int(100 * s['val_fraction'])} % of the training folds (the QAT decision and each tier's operating threshold; never for fitting weights).",
               f"- Augmentation (ultrasound), BUSI: {_augment_text('classify')}; DDTI: {_augment_text('segment')}, "
               "the geometric ones also moving the masks. Applied at the stored resolution, then resized per "
               "network (half-pixel bilinear).",
