@@ -74,12 +74,13 @@ def _cmd_list(args) -> int:
         print(json.dumps({"manifest": path, "signature": signature, "tiers": rows}, indent=2))
         return 0
     print(f"{path}: signature {signature}")
-    print(f"{'tier':<24} {'task':<9} {'rank':>4} {'input':<16} {'params':>9} {'MMACs':>8} {'KiB':>7}  backends")
+    nw = max([len(r["name"]) for r in rows] + [24])  # tier names run to 64 characters
+    print(f"{'tier':<{nw}} {'task':<9} {'rank':>4} {'input':<16} {'params':>9} {'MMACs':>8} {'KiB':>7}  backends")
     for r in rows:
         macs = f"{r['macs'] / 1e6:.1f}" if r["macs"] is not None else "-"
         params = str(r["params"]) if r["params"] is not None else "-"
         shape = "x".join(str(d) for d in r["input"][1:])
-        print(f"{r['name']:<24} {r['task']:<9} {r['rank']:>4} {shape:<16} {params:>9} {macs:>8} "
+        print(f"{r['name']:<{nw}} {r['task']:<9} {r['rank']:>4} {shape:<16} {params:>9} {macs:>8} "
               f"{r['file_bytes'] / 1024:>7.1f}  {','.join(r['backends'])}")
     return 0
 
