@@ -268,8 +268,7 @@ def _evaluate_section(models_dir):
                 "test images, so the figures should match the fold 0 int8 rows above up to 1-LSB rounding "
                 "differences between the two resize implementations, except that "
                 + ("sensitivity and specificity here are at each tier's operating threshold from the manifest "
-                   "(chosen on validation), the fold 0 table's at 0.5. busi-cls-quick was trained on a different "
-                   "split and saw most of these images: its row is not a held-out figure."
+                   "(chosen on validation), the fold 0 table's at 0.5."
                    if ev["task"] == "classify" else
                    "masks here are cut at each tier's operating threshold from the manifest (chosen on "
                    "validation), the fold 0 table's at 0.5. Area error: |area(largest component of the predicted "
