@@ -226,6 +226,19 @@ def _shortfalls(rows, folds):
                    "machine); the budgets are listed per fold, and a shorter budget scores lower.")
     if any(len(runs) < 5 for runs in folds.values()):
         out.append("- Not every fold was run; mean +- std is over the folds listed.")
+    for runs in folds.values():
+        if runs[0]["fold"] != 0:
+            continue
+        for n, t in sorted(runs[0]["tiers"].items()):
+            if t["rank"] < 0 or "dense" not in t:
+                continue
+            key = "accuracy" if "accuracy" in t["int8"] else "dice"
+            cost = t["dense"]["int8"][key] - t["int8"][key]
+            if cost > 0.015:
+                out.append(f"- Pruning cost {n} {100 * cost:.1f} points on the fold 0 test ({key}, int8 dense "
+                           f"{_pct(t['dense']['int8'][key])} -> pruned {_pct(t['int8'][key])}). The build always "
+                           "ships the pruned model; a validation gate like the QAT one would keep the dense "
+                           "model where pruning hurts (not built yet).")
     return out
 
 
