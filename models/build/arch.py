@@ -75,12 +75,13 @@ def _fire(L, x, squeeze, expand, bn=True):
     return L.Concatenate()([conv(s, expand, 1), conv(s, expand, 3)])
 
 
-def squeezenet(tf, res: int, n_out: int, name: str, width: int = 16, bn: bool = True):
+def squeezenet(tf, res: int, n_out: int, name: str, width: int = 16, bn: bool = True, se: bool = False):
     """SqueezeNet 1.1-style fire modules (squeeze 1x1, expand 1x1 + 3x3), conv classifier head.
 
     Without batch norm the 64 px net trained from scratch never left the majority classes
     (balanced accuracy 0.48-0.54 over the 5 folds); SqueezeNet's original recipe relied on
-    ImageNet-scale data and long schedules that we do not have.
+    ImageNet-scale data and long schedules that we do not have. `se` adds a squeeze-and-excitation
+    gate after every fire module (the attention the largest BUSI tier uses).
     """
     L = tf.keras.layers
     x = inp = L.Input((res, res, 1), name="image")
@@ -89,13 +90,15 @@ def squeezenet(tf, res: int, n_out: int, name: str, width: int = 16, bn: bool = 
     else:
         x = L.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu")(x)
     x = L.MaxPooling2D(3, 2, padding="same")(x)
-    x = _fire(L, x, width // 2 + 4, width * 2, bn)
-    x = _fire(L, x, width // 2 + 4, width * 2, bn)
-    x = L.MaxPooling2D(3, 2, padding="same")(x)
-    x = _fire(L, x, width, width * 4, bn)
-    x = _fire(L, x, width, width * 4, bn)
-    x = L.MaxPooling2D(3, 2, padding="same")(x)
-    x = _fire(L, x, width + width // 2, width * 6, bn)
+    # (squeeze, expand) per fire module; None = max-pool. With `se`, each module's output is gated.
+    for f in ((width // 2 + 4, width * 2), (width // 2 + 4, width * 2), None, (width, width * 4),
+              (width, width * 4), None, (width + width // 2, width * 6)):
+        if f is None:
+            x = L.MaxPooling2D(3, 2, padding="same")(x)
+            continue
+        x = _fire(L, x, *f, bn)
+        if se:
+            x = _se(L, x)
     x = L.Dropout(0.2)(x)
     x = L.Conv2D(n_out, 1)(x)
     x = L.GlobalAveragePooling2D()(x)

@@ -42,6 +42,12 @@ BUSI_STUDENTS = (
     TierSpec("busi-cls-mnv2se-a100-r128", "classify", 2, 128,
              lambda tf, name: arch.mobilenet_v2(tf, 128, N_BUSI, 1.0, True, name),
              "MobileNetV2 blocks + squeeze-and-excitation, width 1.0, 128 px"),
+    # Fire modules with an SE gate after each, 128 px, 37 M MACs. Fold 1 / fold 2 at 0.4x epochs
+    # (int8 accuracy, malignant AUC): 76.8 % / 0.845 and 77.6 % / 0.928, against mnv2se's 76.0 % /
+    # 0.782 and 64.8 % / 0.860; the same net without SE reached 69.6 % on fold 1.
+    TierSpec("busi-cls-firese-r128", "classify", 3, 128,
+             lambda tf, name: arch.squeezenet(tf, 128, N_BUSI, name, width=24, se=True),
+             "SqueezeNet fire modules with batch norm + squeeze-and-excitation, 128 px"),
 )
 
 DDTI_TEACHER = TierSpec(
