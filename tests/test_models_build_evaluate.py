@@ -118,10 +118,7 @@ def test_evaluate_runs_shipped_tiers_through_the_daemon_preprocessing(tmp_path):
     # The Cython path may differ from its NumPy twin by 1 input LSB (the kernels' contract). A
     # trained network can amplify one LSB into several output steps, so the outputs are compared
     # bit for bit on the Cython codes themselves, and the codes against the twin within 1 LSB.
-    norm = tier["preprocess"].get("normalise", {})
-    pp = Preprocessor(h, w, scale=q["scale"], zero_point=q["zero_point"],
-                      dynamic_range_db=tier["preprocess"].get("dynamic_range_db", 60),
-                      mean=norm.get("mean", 0.0), std=norm.get("std", 1.0), fill=tier["preprocess"].get("fill", 0))
+    pp = E.preprocessor(tier, Preprocessor)
     ours_codes = np.empty_like(codes)
     for k, im in enumerate(items.images):
         pp.run(np.ascontiguousarray(im.T), E._geometry(*im.shape), ours_codes[k:k + 1])

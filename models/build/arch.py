@@ -63,19 +63,17 @@ def mobilenet_v2(tf, res: int, n_out: int, alpha: float, se: bool, name: str, ex
     return tf.keras.Model(inp, L.Dense(n_out, name="logits")(x), name=name)
 
 
-def _fire(L, x, squeeze, expand, bn=True):
-    """Fire module: squeeze 1x1, then expand 1x1 and 3x3 side by side. With `bn`, batch norm after
-    each conv (folded into the conv weights at conversion, so free at inference)."""
+def _fire(L, x, squeeze, expand):
+    """Fire module: squeeze 1x1, then expand 1x1 and 3x3 side by side, batch norm after each conv
+    (folded into the conv weights at conversion, so free at inference)."""
     def conv(y, f, k):
-        if not bn:
-            return L.Conv2D(f, k, padding="same", activation="relu")(y)
         y = L.Conv2D(f, k, padding="same", use_bias=False)(y)
         return L.ReLU()(L.BatchNormalization()(y))
     s = conv(x, squeeze, 1)
     return L.Concatenate()([conv(s, expand, 1), conv(s, expand, 3)])
 
 
-def squeezenet(tf, res: int, n_out: int, name: str, width: int = 16, bn: bool = True, se: bool = False):
+def squeezenet(tf, res: int, n_out: int, name: str, width: int = 16, se: bool = False):
     """SqueezeNet 1.1-style fire modules (squeeze 1x1, expand 1x1 + 3x3), conv classifier head.
 
     Without batch norm the 64 px net trained from scratch never left the majority classes
@@ -85,10 +83,7 @@ def squeezenet(tf, res: int, n_out: int, name: str, width: int = 16, bn: bool = 
     """
     L = tf.keras.layers
     x = inp = L.Input((res, res, 1), name="image")
-    if bn:
-        x = _conv_bn(L, x, 2 * width, stride=2)
-    else:
-        x = L.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu")(x)
+    x = _conv_bn(L, x, 2 * width, stride=2)
     x = L.MaxPooling2D(3, 2, padding="same")(x)
     # (squeeze, expand) per fire module; None = max-pool. With `se`, each module's output is gated.
     for f in ((width // 2 + 4, width * 2), (width // 2 + 4, width * 2), None, (width, width * 4),
@@ -96,7 +91,7 @@ def squeezenet(tf, res: int, n_out: int, name: str, width: int = 16, bn: bool = 
         if f is None:
             x = L.MaxPooling2D(3, 2, padding="same")(x)
             continue
-        x = _fire(L, x, *f, bn)
+        x = _fire(L, x, *f)
         if se:
             x = _se(L, x)
     x = L.Dropout(0.2)(x)

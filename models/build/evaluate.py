@@ -43,16 +43,21 @@ def load_tiers(models_dir: str) -> list:
         return yaml.safe_load(fh)["tiers"]
 
 
+def preprocessor(tier, pp_cls):
+    """The kernels' Preprocessor (`pp_cls`) configured from a manifest tier dict."""
+    h, w = tier["preprocess"]["grid"]
+    q = tier["input"]["quantization"]
+    norm = tier["preprocess"].get("normalise", {})
+    return pp_cls(h, w, scale=q["scale"], zero_point=q["zero_point"],
+                  dynamic_range_db=tier["preprocess"].get("dynamic_range_db", 60),
+                  mean=norm.get("mean", 0.0), std=norm.get("std", 1.0), fill=tier["preprocess"].get("fill", 0))
+
+
 def _run_tier(tier, models_dir, images, pp_cls):
     """int8 outputs (N, ...) of one tier over uint8 images, through the daemon's Preprocessor."""
     it = interp.interpreter(os.path.join(models_dir, tier["files"]["cpu"]["path"]))
     i, o = it.get_input_details()[0], it.get_output_details()[0]
-    h, w = tier["preprocess"]["grid"]
-    q = tier["input"]["quantization"]
-    norm = tier["preprocess"].get("normalise", {})
-    pp = pp_cls(h, w, scale=q["scale"], zero_point=q["zero_point"],
-                dynamic_range_db=tier["preprocess"].get("dynamic_range_db", 60),
-                mean=norm.get("mean", 0.0), std=norm.get("std", 1.0), fill=tier["preprocess"].get("fill", 0))
+    pp = preprocessor(tier, pp_cls)
     buf = np.empty(tuple(i["shape"]), np.int8)
     outs = []
     for img in images:
