@@ -91,9 +91,11 @@ class Engine(AcceleratorFailover):
         self._resident: OrderedDict[str, TierSlot] = OrderedDict()
         self._pending: TierSlot | None = None
         self._wanted: str | None = None
-        self._loading: dict[str, Future] = {}
+        # tier name -> (Future, the manifest it loads from): a load finishing after reload() replaced
+        # that manifest is discarded
+        self._loading: dict[str, tuple[Future, Manifest]] = {}
         self._bad: dict[str, str] = {}  # tier name -> why it was refused (until the next reload)
-        self._generation = 0  # bumped by reload(): loads started before it are discarded
+        self._reload_lock = threading.Lock()  # one reload at a time: SIGHUP and the console may race
         self._frame_rt: TierRuntime | None = None
         self._frame_open = False
         self._reattach: threading.Thread | None = None
@@ -104,7 +106,7 @@ class Engine(AcceleratorFailover):
         self._closing = threading.Event()
         self._frames = 0
         self._fallback_frames = 0
-        self._active: TierSlot = self._load_start(None if start_tier in (None, "auto") else start_tier)
+        self._active: TierSlot = self._load_start(None if start_tier in (None, "auto") else start_tier, self.manifest)
         self._resident[self._active.tier.name] = self._active
         if accelerator is not None and self._active.accel is None and not accelerator.loaded:
             # Not plugged in at start: keep trying with back-off, a USB stick may arrive later.
@@ -158,26 +160,25 @@ class Engine(AcceleratorFailover):
     def manifest(self) -> Manifest:
         return self.models.manifest
 
-    def _task_tier(self, name: str) -> Tier:
-        """The tier `name` of the current manifest, refused when it is not on this engine's ladder.
+    def _task_tier(self, name: str, manifest: Manifest) -> Tier:
+        """The tier `name` of `manifest`, refused when it is not on this engine's ladder.
 
         The task is fixed for the engine's life: the daemon's preprocessing, policy ladder and
         result format follow it, so neither a request nor a model-set update may change it.
         """
-        tier = self.manifest.tier(name)
+        tier = manifest.tier(name)
         if tier.task != self.task:
-            raise ModelError(f"{self.manifest.path}: tier {name!r} is a {tier.task} tier but this engine runs "
+            raise ModelError(f"{manifest.path}: tier {name!r} is a {tier.task} tier but this engine runs "
                              f"the {self.task} ladder {self.ladder}; request one of those or set models.task")
         return tier
 
-    def _load_start(self, name: str | None) -> TierSlot:
-        m = self.manifest
-        candidates = m.ladder(self.task)
+    def _load_start(self, name: str | None, manifest: Manifest) -> TierSlot:
+        candidates = manifest.ladder(self.task)
         if not candidates:  # a bad task setting, or a signed update that dropped this task's ladder
-            raise ModelError(f"{m.path}: no tier for task {self.task!r}; set models.task to one of "
-                             f"{sorted({t.task for t in m.tiers})}")
+            raise ModelError(f"{manifest.path}: no tier for task {self.task!r}; set models.task to one of "
+                             f"{sorted({t.task for t in manifest.tiers})}")
         if name is not None:
-            wanted = self._task_tier(name)
+            wanted = self._task_tier(name, manifest)
             # the requested tier first, then its neighbours by distance on the ladder
             candidates = sorted(candidates, key=lambda t: (abs(t.rank - wanted.rank), t.rank))
         errors = []
@@ -186,10 +187,12 @@ class Engine(AcceleratorFailover):
                 return self._build_slot(tier)
             except ModelError as e:
                 errors.append(str(e))
-        raise ModelError(f"no tier of {m.path} could be loaded; first problem: {errors[0]}")
+                with self._lock:
+                    self._bad[tier.name] = str(e)
+        raise ModelError(f"no tier of {manifest.path} could be loaded; first problem: {errors[0]}")
 
     def _build_slot(self, tier: Tier) -> TierSlot:
-        """Load + validate + warm a tier; a bad tier raises ModelError and is remembered as refused."""
+        """Load + validate + warm a tier; a bad tier raises ModelError (the caller records it)."""
         try:
             manifest = self.manifest
             cpu = TierRuntime(manifest, tier, "cpu", self._interp, threads=self.threads)
@@ -198,10 +201,8 @@ class Engine(AcceleratorFailover):
             slot = TierSlot(tier, cpu, accel, note)
             slot.invoker = invoker
         except ModelError as e:
-            self._bad[tier.name] = str(e)
             self.events.emit("tier_refused", str(e), tier=tier.name)
             raise
-        self._bad.pop(tier.name, None)
         return slot
 
     # -- the frame path -----------------------------------------------------------------------
@@ -260,14 +261,16 @@ class Engine(AcceleratorFailover):
         return out
 
     # -- tier swap ----------------------------------------------------------------------------
-    def request_tier(self, name: str, wait: bool = False, timeout: float | None = 60.0) -> Future:
-        """Load and warm `name` in the background; it is swapped in at the end of the next frame.
+    def request_tier(self, name: str, *, wait: bool = False, timeout: float | None = 60.0) -> Future:
+        """Load, validate and warm `name` off the frame path; it becomes active at a frame boundary.
 
-        Returns a Future resolving to the tier name once it is loaded and warm (it is swapped in
-        only if it is still the latest request; otherwise it stays resident within the memory
-        budget), or to the ModelError that refused it (the current tier stays active). A refused
-        tier is not loaded again until reload() brings a new model set; a load still running when
-        reload() replaces the set is discarded (its Future gets a ModelError).
+        Safe from any thread while the processing thread runs frames. Returns a Future resolving
+        to the tier name once the tier is loaded, validated and warm: it then runs from the frame
+        after the one in flight (if it is still the latest request; otherwise it stays resident
+        within the memory budget). The Future raises the one-line ModelError that refused it (the
+        current tier stays active); a refused tier is not loaded again until reload() brings a new
+        model set, and a load still running when reload() replaces the set is discarded with a
+        ModelError. A name that is not on this engine's ladder raises ModelError at once.
         wait=True blocks until then, raises that ModelError, and swaps at once when no frame is
         open (selftests, tools); the daemon's policy thread should not wait.
         """
@@ -278,9 +281,12 @@ class Engine(AcceleratorFailover):
         return fut
 
     def _request(self, name: str) -> Future:
-        tier = self._task_tier(name)
         fut: Future = Future()
         with self._lock:
+            # The manifest is read under the lock: reload() swaps the set's tiers under it too, so
+            # the tier, its refusal record and the resident slots all belong to the same set.
+            manifest = self.manifest
+            tier = self._task_tier(name, manifest)
             self._wanted = name  # the latest request wins over loads still running for older ones
             if self._active.tier.name == name:
                 self._pending = None
@@ -296,11 +302,11 @@ class Engine(AcceleratorFailover):
                 self._pending = self._resident[name]
                 fut.set_result(name)
                 return fut
-            if name in self._loading:
-                return self._loading[name]
-            self._loading[name] = fut
-            generation = self._generation
-        threading.Thread(target=self._load_for_swap, args=(tier, fut, generation), name=f"{LOADER_PREFIX}{name}",
+            running = self._loading.get(name)
+            if running is not None and running[1] is manifest:
+                return running[0]
+            self._loading[name] = (fut, manifest)
+        threading.Thread(target=self._load_for_swap, args=(tier, fut, manifest), name=f"{LOADER_PREFIX}{name}",
                          daemon=True).start()
         return fut
 
@@ -309,40 +315,43 @@ class Engine(AcceleratorFailover):
         acc = self.accelerator
         return acc is not None and acc.loaded and slot.accel is None and acc.key in slot.tier.files
 
-    def _load_for_swap(self, tier: Tier, fut: Future, generation: int) -> None:
+    def _load_for_swap(self, tier: Tier, fut: Future, manifest: Manifest) -> None:
         try:
             with background_priority():  # the frame path keeps the cores while the next tier loads and warms
                 slot = self._build_slot(tier)
         except ModelError as e:
             with self._lock:
-                if self._loading.get(tier.name) is fut:
-                    del self._loading[tier.name]
-                if generation != self._generation:
-                    self._bad.pop(tier.name, None)  # a refusal of the replaced set says nothing of the new one
+                self._forget_load(tier.name, fut)
+                if manifest is self.manifest:  # a refusal of a replaced set says nothing of the current one
+                    self._bad[tier.name] = str(e)
             fut.set_exception(e)
             return
         with self._lock:
-            if self._loading.get(tier.name) is fut:
-                del self._loading[tier.name]
+            self._forget_load(tier.name, fut)
             dropped = ("the engine was closed" if self._closed else
-                       "the model set was reloaded" if generation != self._generation else None)
+                       "the model set was reloaded" if manifest is not self.manifest else None)
+            release = []
+            if not dropped:
+                stale = self._resident.get(tier.name)
+                self._resident[tier.name] = slot
+                if self._wanted == tier.name or (stale is not None and self._pending is stale):
+                    self._pending = slot
+                else:  # superseded while loading: stays resident (warm) if the budget allows
+                    release = self._evict_over_budget()
+                if stale is not None and stale is not self._active:
+                    release.append(stale)
         if dropped:  # never swap in a tier of a replaced set, nor keep one after close()
             slot.close()
             fut.set_exception(ModelError(f"tier {tier.name}: {dropped} while it loaded; request it again"))
             return
-        with self._lock:
-            stale = self._resident.get(tier.name)
-            self._resident[tier.name] = slot
-            evicted = []
-            if self._wanted == tier.name:
-                self._pending = slot
-            else:  # superseded while loading: stays resident (warm) if the budget allows
-                evicted = self._evict_over_budget()
-        for s in evicted:
+        for s in release:
             s.close()
-        if stale is not None and stale is not self._active:
-            stale.close()
         fut.set_result(tier.name)
+
+    def _forget_load(self, name: str, fut: Future) -> None:
+        running = self._loading.get(name)
+        if running is not None and running[0] is fut:
+            del self._loading[name]
 
     def _swap_in_pending(self, only_if_idle: bool = False) -> None:
         with self._lock:
@@ -353,6 +362,7 @@ class Engine(AcceleratorFailover):
                 return
             previous = self._active
             self._active = slot
+            self._resident[slot.tier.name] = slot  # already there: every path that sets _pending adds it
             self._resident.move_to_end(slot.tier.name)
             evicted = self._evict_over_budget()
             if previous not in evicted and all(s is not previous for s in self._resident.values()):
@@ -381,51 +391,55 @@ class Engine(AcceleratorFailover):
     def reload(self) -> bool:
         """Re-verify the model set on disk; on success reload the active tier from it.
 
-        On any failure the last known good set and the active tier stay in use (returns False).
-        The new tier loads and warms on the calling thread (not the frame thread); it is swapped
-        in between two frames and the tiers of the replaced set are released.
+        Safe from any thread while frames run; concurrent calls (a signal and the console) run one
+        after the other, each a complete reload. On any failure the last known good set and the
+        active tier stay in use (returns False). The new tier loads and warms on the calling
+        thread (not the frame thread); it is swapped in between two frames and the tiers of the
+        replaced set are released.
         """
-        if not self.models.load():
-            return False
-        name = self._active.tier.name
-        try:
-            self._task_tier(name)
-        except ModelError:
-            name = None  # gone from the new set (or moved to another task): start from its ladder
-        with self._lock:
-            # Loads requested before now read the old set: _load_for_swap drops what they build.
-            self._generation += 1
-            loading, self._loading = self._loading, {}
-            old = list(self._resident.values())
-            self._resident.clear()
-            bad, self._bad = self._bad, {}  # the new set gets a fresh chance
-        try:
-            slot = self._load_start(name)
-        except ModelError as e:
-            self.models.revert()  # a set whose tiers cannot load is not a good set
-            self.events.emit("reload_failed", f"{e} (keeping the last known good model set)")
+        with self._reload_lock:
+            if self._closed or not self.models.load():
+                return False
             with self._lock:
-                for s in old:
-                    self._resident[s.tier.name] = s
-                self._bad = bad
-                # The old set is current again: its loads in flight may finish; loads requested
-                # during this reload read the refused set and are dropped.
-                self._generation -= 1
-                self._loading = {**loading, **self._loading}
-            return False
-        with self._lock:
-            self._resident[slot.tier.name] = slot
-            self._pending = slot
-            self._wanted = slot.tier.name
-            active = self._active
-        for s in old:
-            if s is not active:  # the active one is released when the swap replaces it
+                manifest = self.manifest
+                name = self._active.tier.name
+                bad, self._bad = self._bad, {}  # the new set gets a fresh chance
+            try:
+                self._task_tier(name, manifest)
+            except ModelError:
+                name = None  # gone from the new set (or moved to another task): start from its ladder
+            try:
+                slot = self._load_start(name, manifest)
+            except ModelError as e:
+                with self._lock:
+                    self.models.revert()  # a set whose tiers cannot load is not a good set
+                    self._bad = bad
+                self.events.emit("reload_failed", f"{e} (keeping the last known good model set)")
+                return False
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    # One step under the lock: the frame path sees the old set or the new one, and
+                    # _pending always names a resident slot. Loads of the old set still running
+                    # see a new manifest when they finish and discard what they built.
+                    replaced = [s for s in (*self._resident.values(), self._pending)
+                                if s is not None and s is not self._active]
+                    self._resident = OrderedDict({slot.tier.name: slot})
+                    self._pending = slot
+                    self._wanted = slot.tier.name
+            if closed:
+                slot.close()
+                return False
+            for s in set(replaced):  # the active one is released when the swap replaces it
                 s.close()
-        self._swap_in_pending(only_if_idle=True)
-        return True
+            self._swap_in_pending(only_if_idle=True)
+            return True
 
     def status(self) -> dict:
-        slot = self._active
+        with self._lock:  # a consistent snapshot: other threads swap, load and reload meanwhile
+            slot = self._active
+            resident = list(self._resident.values())
+            refused = dict(self._bad)
         rt = slot.current()
         return {
             "tier": slot.tier.name,
@@ -433,19 +447,19 @@ class Engine(AcceleratorFailover):
             "backend": rt.backend,
             "accelerator": self.accelerator.status() if self.accelerator is not None else None,
             "accelerator_note": slot.accel_note,
-            "resident": list(self._resident),
-            "resident_mb": round(sum(s.memory_bytes for s in self._resident.values()) / 2**20, 3),
-            "refused": dict(self._bad),
+            "resident": [s.tier.name for s in resident],
+            "resident_mb": round(sum(s.memory_bytes for s in resident) / 2**20, 3),
+            "refused": refused,
             "frames": self._frames,
             "fallback_frames": self._fallback_frames,
             "model_set": self.models.status(),
         }
 
     def close(self) -> None:
-        self._closed = True
         self._closing.set()
         with self._lock:
-            slots = list(self._resident.values())
+            self._closed = True
+            slots = {*self._resident.values(), self._active} | ({self._pending} if self._pending else set())
             self._resident.clear()
             self._pending = None
         for s in slots:
