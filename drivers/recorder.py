@@ -23,12 +23,13 @@ from firmware_py.drivers import protocol as P
 MAGIC = b"FWPYREC1"
 RECORD = struct.Struct("<QI")
 _MIN_SEGMENT = 4096
+MIN_RECORD_BYTES = 2 * _MIN_SEGMENT  # smallest max_bytes: two segments (the config schema's lower bound)
 
 
 class Recorder:
     def __init__(self, path: str, max_bytes: int, *, clock=time.monotonic_ns):
-        if max_bytes < 2 * _MIN_SEGMENT:
-            raise ValueError(f"record_max_bytes={max_bytes} is too small; give at least {2 * _MIN_SEGMENT}")
+        if max_bytes < MIN_RECORD_BYTES:
+            raise ValueError(f"record_max_bytes={max_bytes} is too small; give at least {MIN_RECORD_BYTES}")
         self.path, self.max_bytes = path, max_bytes
         self.segment_limit = max_bytes // 2
         self._clock = clock

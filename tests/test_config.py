@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from firmware_py.config import docs, load_config
-from firmware_py.config.schema import SCHEMA, defaults
+from firmware_py.config.schema import SCHEMA, Section, defaults
 from firmware_py.errors import ConfigError
 
 
@@ -22,9 +22,16 @@ def test_shipped_defaults_match_schema_and_docs_are_current():
     assert yaml.safe_load(docs.DEFAULT_YAML.read_text()) == defaults()
     assert docs.main([]) == 0, "run: python -m firmware_py.config.docs --write"
     text = docs.DOCS_MD.read_text()
+
+    def names(section, path):
+        for key, spec in section.items():
+            yield f"{path}.{key}"
+            if isinstance(spec, Section):
+                yield from names(spec, f"{path}.{key}")
+
     for sec, keys in SCHEMA.items():
-        for key in keys:
-            assert f"`{sec}.{key}`" in text
+        for name in names(keys, sec):
+            assert f"`{name}`" in text
 
 
 def test_no_file_gives_defaults():
@@ -70,6 +77,9 @@ def test_empty_file_and_empty_section_are_defaults(tmp_path):
          ["critical_battery_percent is above power.low_battery_percent"]),
         ("accelerator:\n  kind: external\n", ["external_library is not set"]),
         ("probe:\n  reconnect_initial_s: 10\n  reconnect_max_s: 1\n", ["reconnect_initial_s is larger"]),
+        ("probe:\n  pool_buffers: 16\n", ["pool_buffers is larger than probe.pool_max_buffers"]),
+        ("probe:\n  max_frame_bytes: 100000000\n", ["cfg.yaml:2", "'probe.max_frame_bytes' must be <= 67108864"]),
+        ("probe:\n  record_max_bytes: 4096\n", ["cfg.yaml:2", "'probe.record_max_bytes' must be >= 8192"]),
     ],
 )
 def test_bad_files_are_refused_naming_the_key(tmp_path, text, fragments):

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from firmware_py.power import PolicyInputs, TierPolicy
-from firmware_py.power.sensors import MockBattery, SysfsBattery, SysfsThermal, make_battery
+from dataclasses import replace
+
+from firmware_py.config import load_config
+from firmware_py.power import PolicyInputs, TierPolicy, make_battery
+from firmware_py.power.battery_mock import MockBattery
+from firmware_py.power.battery_sysfs import SysfsBattery
+from firmware_py.power.thermal_sysfs import SysfsThermal
 
 
 def policy(n=4):
@@ -60,15 +65,14 @@ def test_single_tier_ladder_always_runs_it():
     assert step(p, 0, batt=1, temp=99, lat=1e6) == 0
 
 
-def test_mock_battery_drains_with_time_and_load_and_fails_like_a_gauge():
+def test_mock_battery_drains_with_time_and_fails_like_a_gauge():
     t = [0.0]
     b = MockBattery(50.0, drain_percent_per_min=6.0, clock=lambda: t[0], fail_after_reads=3)
     assert b.read() == 50.0
     t[0] = 60.0
     assert b.read() == pytest.approx(44.0)
-    b.load = 2.0
     t[0] = 120.0
-    assert b.read() == pytest.approx(32.0)
+    assert b.read() == pytest.approx(38.0)
     with pytest.raises(OSError):
         b.read()
 
@@ -82,5 +86,6 @@ def test_real_sources_explain_what_to_configure_when_absent(tmp_path):
     (tmp_path / "BAT0" / "type").write_text("Battery\n")
     (tmp_path / "BAT0" / "capacity").write_text("67\n")
     assert SysfsBattery(root=str(tmp_path)).read() == 67.0
+    power = load_config(None).power
     with pytest.raises(ValueError):
-        make_battery("solar")
+        make_battery(replace(power, battery=replace(power.battery, kind="solar")))

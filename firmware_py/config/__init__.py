@@ -2,39 +2,56 @@
 
 ``load_config(path)`` merges the file over the shipped defaults and refuses unknown keys,
 wrong types and out-of-range values with a one-line ``ConfigError`` naming the key and, where
-the file gives one, its line.
+the file gives one, its line. The result is a ``Config``: frozen dataclasses generated from
+``schema.py`` (``cfg.probe.port``, ``cfg.power.battery.mock.percent``), so the schema is the only
+place a default is written and consumers read attributes without restating defaults.
+
+Shape: sections of keys, and sub-sections nested below them. A pluggable part (a battery gauge,
+a temperature sensor) is a *kind group*: ``kind`` names one registered kind, and every kind with
+options has a sub-section of its own, declared in the kind's file (see ``firmware_py.registry``)::
+
+    power:
+      low_battery_percent: 30.0
+      battery:
+        kind: sysfs                  # mock | sysfs | psutil (whatever is registered)
+        mock: {percent: 80.0, drain_percent_per_min: 1.0}
+        sysfs: {root: /sys/class/power_supply}
+      thermal:
+        kind: mock
+        mock: {temperature_c: 45.0}
+
+Only the chosen kind's sub-section is used, but every sub-section given is validated, so a typo
+in one is reported whichever kind is chosen. A file may give any subset of keys at any depth.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
 import re
 from importlib import resources
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
-from firmware_py.config.schema import SCHEMA, Key, defaults
+from firmware_py.config.schema import SCHEMA, Key, Section, defaults, number_text
 from firmware_py.errors import ConfigError
 
 __all__ = ["Config", "load_config", "default_config_text", "validate_mapping"]
 
 
-class Config(SimpleNamespace):
-    """Sections as attributes (``cfg.probe.port``); ``as_dict()`` for logging and overrides."""
+class Config:
+    """Base of the generated configuration class: sections as attributes, plus these helpers."""
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
-        return {sec: dict(vars(getattr(self, sec))) for sec in SCHEMA}
+        """Plain nested dicts (a copy), in the shape of ``schema.defaults()``."""
+        return dataclasses.asdict(self)
 
     def replace(self, **sections: dict[str, Any]) -> "Config":
         """A copy with some keys changed, validated like a file (used by CLI overrides)."""
-        merged = self.as_dict()
         validate_mapping(sections, source="command line")
-        for sec, values in sections.items():
-            merged[sec].update(values)
-        return _to_config(merged)
+        return _to_config(_merge(SCHEMA, self.as_dict(), sections))
 
 
 def default_config_text() -> str:
@@ -56,9 +73,17 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"config file {path} cannot be read ({exc}); check the path and permissions") from None
     data, lines = _parse(text, path)
     validate_mapping(data, source=path, lines=lines)
-    for sec, values in data.items():
-        merged[sec].update(values or {})
-    return _to_config(merged)
+    return _to_config(_merge(SCHEMA, merged, data))
+
+
+def _merge(section: Section, base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
+    """``override`` (validated) merged into ``base`` in place, sub-section by sub-section."""
+    for name, value in (override or {}).items():
+        if isinstance(section[name], Section):
+            _merge(section[name], base[name], value)
+        else:
+            base[name] = value  # a map value (external_options) replaces the default, not merges
+    return base
 
 
 def _parse(text: str, path: str) -> tuple[dict, dict[str, int]]:
@@ -72,15 +97,11 @@ def _parse(text: str, path: str) -> tuple[dict, dict[str, int]]:
         raise ConfigError(f"{path}:{where.strip() or 'YAML'}: not valid YAML ({problem}); fix the syntax") from None
     if root is None:
         return {}, {}
-    lines: dict[str, int] = {}
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{path}: line {root.start_mark.line + 1}: the file must be a mapping of sections "
                           f"(probe:, simulator:, ...), not a {_node_kind(root)}")
-    for key_node, value_node in root.value:
-        lines[str(key_node.value)] = key_node.start_mark.line + 1
-        if isinstance(value_node, yaml.MappingNode):
-            for k2, _ in value_node.value:
-                lines[f"{key_node.value}.{k2.value}"] = k2.start_mark.line + 1
+    lines: dict[str, int] = {}
+    _key_lines(root, "", lines)
     loader = yaml.SafeLoader(text)
     try:
         data = loader.get_single_data()
@@ -89,6 +110,14 @@ def _parse(text: str, path: str) -> tuple[dict, dict[str, int]]:
     finally:
         loader.dispose()
     return data, lines
+
+
+def _key_lines(node: yaml.MappingNode, prefix: str, lines: dict[str, int]) -> None:
+    for key_node, value_node in node.value:
+        name = f"{prefix}{key_node.value}"
+        lines[name] = key_node.start_mark.line + 1
+        if isinstance(value_node, yaml.MappingNode):
+            _key_lines(value_node, f"{name}.", lines)
 
 
 def _node_kind(node: yaml.Node) -> str:
@@ -100,7 +129,9 @@ def validate_mapping(data: Any, *, source: str, lines: dict[str, int] | None = N
     lines = lines or {}
 
     def fail(name: str, message: str) -> None:
-        line = lines.get(name) or lines.get(name.split(".")[0])
+        parts = name.split(".")
+        # The key's own line, else the nearest enclosing section's (a value given on the command line has none).
+        line = next((lines[k] for k in (".".join(parts[:n]) for n in range(len(parts), 0, -1)) if k in lines), None)
         where = f"{source}:{line}" if line else source
         raise ConfigError(f"{where}: {message}")
 
@@ -109,20 +140,30 @@ def validate_mapping(data: Any, *, source: str, lines: dict[str, int] | None = N
     for sec, values in data.items():
         if sec not in SCHEMA:
             fail(str(sec), f"unknown section '{sec}'; known sections: {', '.join(SCHEMA)}")
-        if values is None:
+        _validate_section(SCHEMA[sec], values, str(sec), fail)
+
+
+def _validate_section(section: Section, values: Any, path: str, fail) -> None:
+    if values is None:  # an empty section: its defaults
+        return
+    if not isinstance(values, dict):
+        example = f" like {{kind: {next(iter(section.kinds))}}}" if section.kinds else " of keys"
+        fail(path, f"section '{path}' must be a mapping{example}, not {type(values).__name__} {values!r}")
+    for key, value in values.items():
+        name = f"{path}.{key}"
+        spec = section.get(key)
+        if spec is None:
+            if key in section.moved:
+                fail(name, f"'{name}' has moved to '{path}.{section.moved[key]}'")
+            close = difflib.get_close_matches(str(key), list(section), n=1, cutoff=0.6)
+            hint = f"; did you mean '{path}.{close[0]}'?" if close else f"; known keys: {', '.join(section)}"
+            fail(name, f"unknown key '{name}'{hint}")
+        if isinstance(spec, Section):
+            _validate_section(spec, value, name, fail)
             continue
-        if not isinstance(values, dict):
-            fail(sec, f"section '{sec}' must be a mapping of keys, not {type(values).__name__}")
-        for key, value in values.items():
-            name = f"{sec}.{key}"
-            spec = SCHEMA[sec].get(key)
-            if spec is None:
-                close = difflib.get_close_matches(str(key), list(SCHEMA[sec]), n=1, cutoff=0.6)
-                hint = f"; did you mean '{sec}.{close[0]}'?" if close else f"; known keys: {', '.join(SCHEMA[sec])}"
-                fail(name, f"unknown key '{name}'{hint}")
-            problem = _check_value(spec, value)
-            if problem:
-                fail(name, f"'{name}' {problem}")
+        problem = _check_value(spec, value)
+        if problem:
+            fail(name, f"'{name}' {problem}")
 
 
 def _check_value(spec: Key, value: Any) -> str | None:
@@ -160,19 +201,22 @@ def _check_value(spec: Key, value: Any) -> str | None:
     if allowed and value not in allowed:
         return f"must be one of {', '.join(map(str, allowed))}; got {value!r}"
     if spec.min is not None and value < spec.min:
-        return f"must be >= {spec.min:g}, got {value!r}"
+        return f"must be >= {number_text(spec.min)}, got {value!r}"
     if spec.max is not None and value > spec.max:
-        return f"must be <= {spec.max:g}, got {value!r}"
+        return f"must be <= {number_text(spec.max)}, got {value!r}"
     return None
 
 
 def _to_config(merged: dict[str, dict[str, Any]]) -> Config:
     _check_relations(merged)
-    return Config(**{sec: SimpleNamespace(**values) for sec, values in merged.items()})
+    return SCHEMA.build(merged, bases=(Config,))
 
 
 def _check_relations(c: dict[str, dict[str, Any]]) -> None:
     """Constraints between keys, checked on the merged result."""
+    if c["probe"]["pool_buffers"] > c["probe"]["pool_max_buffers"]:
+        raise ConfigError("probe.pool_buffers is larger than probe.pool_max_buffers; lower the first or raise "
+                          "the second")
     if c["probe"]["reconnect_initial_s"] > c["probe"]["reconnect_max_s"]:
         raise ConfigError("probe.reconnect_initial_s is larger than probe.reconnect_max_s; lower the first "
                           "or raise the second")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from firmware_py.config.schema import SCHEMA, Key
+from firmware_py.config.schema import SCHEMA, Key, Section, number_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_YAML = PACKAGE_DIR / "default.yaml"
@@ -30,7 +30,7 @@ def _range(spec: Key) -> str:
     if spec.extra.get("allowed"):
         parts.append(" / ".join(f"`{c}`" for c in spec.extra["allowed"]))
     elif spec.min is not None or spec.max is not None:
-        parts.append(f"{spec.min:g} .. {spec.max:g}")
+        parts.append(f"{number_text(spec.min)} .. {number_text(spec.max)}")
     if spec.pattern_hint:
         parts.append(spec.pattern_hint)
     if spec.nullable:
@@ -38,19 +38,44 @@ def _range(spec: Key) -> str:
     return ", ".join(parts)
 
 
+def _yaml_lines(section: Section, indent: str) -> list[str]:
+    out = []
+    for name, spec in section.items():
+        for line in textwrap.wrap(spec.doc.replace("`", ""), 96 - len(indent)):
+            out.append(f"{indent}# {line}")
+        if not isinstance(spec, Section):
+            out.append(f"{indent}{name}: {_yaml_scalar(spec.default)}")
+        elif spec:
+            out += [f"{indent}{name}:", *_yaml_lines(spec, indent + "  ")]
+        else:
+            out.append(f"{indent}{name}: {{}}")
+    return out
+
+
 def render_default_yaml() -> str:
     out = ["# firmware-py default configuration (generated from firmware_py/config/schema.py).",
            "# Copy the keys you want to change into your own file and pass it with --config PATH;",
            "# every key is documented in docs/configuration.md.", ""]
     for sec, keys in SCHEMA.items():
-        out.append(f"{sec}:")
-        for name, spec in keys.items():
-            doc = spec.doc.replace("`", "")
-            for line in textwrap.wrap(doc, 94):
-                out.append(f"  # {line}")
-            out.append(f"  {name}: {_yaml_scalar(spec.default)}")
-        out.append("")
+        out += [f"{sec}:", *_yaml_lines(keys, "  "), ""]
     return "\n".join(out)
+
+
+def _doc_tables(section: Section, path: str, depth: int) -> list[str]:
+    """A heading and table of the section's own keys, then each sub-section the same way."""
+    out = [f"{'#' * depth} `{path}`", ""]
+    if section.doc:
+        out += [section.doc, ""]
+    keys = {name: spec for name, spec in section.items() if not isinstance(spec, Section)}
+    if keys:
+        out += ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+        out += [f"| `{path}.{name}` | {spec.kind} | `{_yaml_scalar(spec.default)}` | {_range(spec)} | {spec.doc} |"
+                for name, spec in keys.items()]
+        out.append("")
+    for name, spec in section.items():
+        if isinstance(spec, Section):
+            out += _doc_tables(spec, f"{path}.{name}", depth + 1)
+    return out
 
 
 def render_docs() -> str:
@@ -59,15 +84,15 @@ def render_docs() -> str:
            "(`firmware_py/config/default.yaml`); `--config PATH` merges your file over them, so it only needs "
            "the keys you change. Unknown keys, wrong types and out-of-range values are refused at load with one "
            "line naming the key and its line in your file, and the daemon exits with code 2.", "",
+           "Sections hold keys and sub-sections. A pluggable part (battery gauge, temperature sensor) is chosen "
+           "by its `kind` key, and each kind's options sit in a sub-section named after the kind, e.g. "
+           "`power.battery.kind: sysfs` with `power.battery.sysfs.root`; only the chosen kind's sub-section is "
+           "used, but every one given is checked.", "",
            "Print the defaults with `firmware-py config show`; check a file with `firmware-py config check PATH`.",
            "", "This page is generated from `firmware_py/config/schema.py` "
            "(`python -m firmware_py.config.docs --write`).", ""]
     for sec, keys in SCHEMA.items():
-        out += [f"## `{sec}`", "", "| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
-        for name, spec in keys.items():
-            out.append(f"| `{sec}.{name}` | {spec.kind} | `{_yaml_scalar(spec.default)}` | {_range(spec)} | "
-                       f"{spec.doc} |")
-        out.append("")
+        out += _doc_tables(keys, sec, 2)
     return "\n".join(out)
 
 

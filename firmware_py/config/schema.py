@@ -6,27 +6,18 @@ match its defaults, and ``docs/configuration.md`` is generated from it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from firmware_py.drivers.protocol import MAX_PAYLOAD_LIMIT
+from firmware_py.drivers.recorder import MIN_RECORD_BYTES
+from firmware_py.power import BATTERIES, THERMALS
+from firmware_py.registry import Key, Section
 
-@dataclass(frozen=True)
-class Key:
-    kind: str  # "int" | "float" | "bool" | "str" | "map" (free-form str -> scalar)
-    default: Any
-    doc: str
-    nullable: bool = False
-    min: float | None = None
-    max: float | None = None
-    choices: tuple[str, ...] | None = None
-    pattern: str | None = None  # regular expression a str must match in full
-    pattern_hint: str = ""
-    extra: dict = field(default_factory=dict)
-
+__all__ = ["SCHEMA", "Key", "Section", "defaults", "number_text"]
 
 # Sections in the order they appear in default.yaml and the docs.
-SCHEMA: dict[str, dict[str, Key]] = {
-    "probe": {
+SCHEMA = Section({
+    "probe": Section({
         "port": Key("str", None, "pyserial URL or device path of the probe (e.g. `/dev/serial/by-id/usb-...`, "
                     "`loop://`). `null`: use the built-in simulator when `simulator.enabled`, else find "
                     "the probe by `vid_pid`.", nullable=True),
@@ -39,8 +30,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "reconnect_initial_s": Key("float", 0.2, "First back-off after the probe disappears; doubles each try.",
                                    min=0.01, max=60),
         "reconnect_max_s": Key("float", 5.0, "Longest back-off between reconnect attempts.", min=0.05, max=600),
-        "exclusive": Key("bool", True, "Open the port exclusively (TIOCEXCL), so a second daemon or a terminal "
-                         "program cannot steal bytes from the frame stream."),
+        "exclusive": Key("bool", True, "Take an advisory lock (flock) on the serial device when opening it, so a "
+                         "second daemon, or any program that also locks the port, fails to open it instead of "
+                         "stealing bytes from the frame stream; a program that opens the device without locking "
+                         "(cat, screen) is not stopped. Ignored for URLs that are not local serial devices."),
         "stall_timeout_s": Key("float", 0.25, "A frame whose body stops arriving for this long is given up "
                                "(counted truncated) and its bytes rescanned for the frames behind it.",
                                min=0.01, max=60),
@@ -52,13 +45,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "pool_max_buffers": Key("int", 8, "Most frame buffers ever held; a frame arriving when all are in use "
                                 "is counted `no_buffer` rather than growing memory.", min=2, max=1024),
         "max_frame_bytes": Key("int", 8 * 1024 * 1024, "Largest frame payload accepted; larger headers are "
-                               "treated as corruption.", min=1024, max=256 * 1024 * 1024),
+                               "treated as corruption.", min=1024, max=MAX_PAYLOAD_LIMIT),
         "record_path": Key("str", None, "Record the raw probe stream with its timing to this file "
                            "(replay with `firmware-py probe-sim --replay`). `null`: no recording.", nullable=True),
-        "record_max_bytes": Key("int", 256 * 1024 * 1024, "Size bound of the recording; recording stops there.",
-                                min=4096, max=64 * 1024 ** 3),
-    },
-    "simulator": {
+        "record_max_bytes": Key("int", 256 * 1024 * 1024, "Disk space of the recording: it is kept as two "
+                                "files, `record_path` and `record_path.1`, of at most half this each; when the "
+                                "first is full it replaces the second and recording goes on, so the newest "
+                                "stretch of the stream is kept.", min=MIN_RECORD_BYTES, max=64 * 1024 ** 3),
+    }),
+    "simulator": Section({
         "enabled": Key("bool", True, "Start the built-in probe simulator on a pseudo-terminal when "
                        "`probe.port` is null."),
         "fps": Key("float", 15.0, "Simulated frame rate.", min=0.1, max=1000),
@@ -72,13 +67,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key("int", 1, "Seed of the phantom generator.", min=0, max=2 ** 31 - 1),
         "frame_log": Key("str", None, "Append which source (image file or phantom) each frame carried, with its "
                          "sequence number, as JSON lines to this file. `null`: no log.", nullable=True),
-    },
-    "preprocess": {
+    }),
+    "preprocess": Section({
         "threads": Key("int", 1, "OpenMP threads of the preprocessing kernels (the model uses the others).",
                        min=1, max=64),
         "speckle_filter": Key("bool", False, "Apply the 3x3 speckle-reduction stage before scan conversion."),
-    },
-    "models": {
+    }),
+    "models": Section({
         "manifest": Key("str", None, "Signed model manifest. `null`: the manifest shipped in the package.",
                         nullable=True),
         "public_key": Key("str", None, "Ed25519 public key (PEM) that must have signed the manifest. "
@@ -89,8 +84,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                           "latency."),
         "memory_budget_mb": Key("float", 64.0, "Memory the resident tiers may use; decides how many stay "
                                 "loaded for hitless swaps.", min=1, max=4096),
-    },
-    "accelerator": {
+    }),
+    "accelerator": Section({
         "kind": Key("str", "none", "`edgetpu`: Coral via libedgetpu; `external`: any TFLite external delegate; "
                     "`none`: CPU only.", choices=("none", "edgetpu", "external")),
         "edgetpu_device": Key("str", "usb", "Edge TPU device: `usb`, `usb:N` or `pci:N`.",
@@ -112,32 +107,36 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "reattach_initial_s": Key("float", 2.0, "First back-off before re-attaching a failed accelerator.",
                                   min=0.1, max=3600),
         "reattach_max_s": Key("float", 120.0, "Longest back-off between re-attach attempts.", min=0.1, max=86400),
-    },
-    "power": {
-        "battery": Key("str", "mock", "Battery gauge: `sysfs` (/sys/class/power_supply), `psutil`, or `mock` "
-                       "(a simulated discharging cell).", choices=("mock", "sysfs", "psutil")),
-        "thermal": Key("str", "mock", "Temperature source: `sysfs` (/sys/class/thermal) or `mock`.",
-                       choices=("mock", "sysfs")),
-        "mock_battery_percent": Key("float", 80.0, "Starting charge of the mock battery.", min=0, max=100),
-        "mock_drain_percent_per_min": Key("float", 1.0, "Discharge rate of the mock battery.", min=0, max=100),
-        "mock_temperature_c": Key("float", 45.0, "Temperature reported by the mock sensor.", min=-40, max=150),
-        "low_battery_percent": Key("float", 30.0, "Below this charge the policy steps down one tier.", min=0, max=100),
+    }),
+    "power": Section({
+        "low_battery_percent": Key("float", 30.0, "Below this charge the policy runs at most the second-largest "
+                                   "tier.", min=0, max=100),
         "critical_battery_percent": Key("float", 10.0, "Below this charge the smallest tier runs.", min=0, max=100),
-        "hot_c": Key("float", 75.0, "Above this temperature the policy steps down one tier.", min=0, max=150),
+        "hot_c": Key("float", 75.0, "Above this temperature every policy decision steps one tier below the "
+                     "current one, down to the smallest, until the temperature falls below `hot_c - hysteresis`, "
+                     "when that cap lifts at once.", min=0, max=150),
         "hysteresis": Key("float", 5.0, "Margin (percent or degC) a reading must recover by before stepping "
                           "back up.", min=0, max=50),
-        "latency_budget_ms": Key("float", 200.0, "p90 inference latency above this steps down one tier.",
-                                 min=1, max=60000),
-    },
-    "output": {
+        "latency_budget_ms": Key("float", 200.0, "While p90 inference latency is above this, every policy decision "
+                                 "steps one tier below the current one; under half of it (less `hysteresis` "
+                                 "percent) the policy allows one tier more per decision.", min=1, max=60000),
+        "battery": Section(doc="Battery gauge: `kind` picks one, its options are in the sub-section of that name.",
+                           kinds=BATTERIES, kind_default="mock", kind_doc="Battery gauge to read.",
+),
+        "thermal": Section(doc="Temperature source: `kind` picks one, its options are in the sub-section of that "
+                           "name.", kinds=THERMALS, kind_default="mock", kind_doc="Temperature sensor to read."),
+    }, moved={"mock_battery_percent": "battery.mock.percent",
+              "mock_drain_percent_per_min": "battery.mock.drain_percent_per_min",
+              "mock_temperature_c": "thermal.mock.temperature_c"}),
+    "output": Section({
         "results": Key("str", "-", "Where results go as JSON lines: `-` for stdout, or a file path."),
         "journal": Key("str", None, "SQLite file journaling every result durably. `null`: no journal.",
                        nullable=True),
         "status_interval_s": Key("float", 1.0, "Period of the live status line (stderr); 0 disables it.",
                                  min=0, max=3600),
         "print_results": Key("bool", False, "Also print every result to stdout when `results` is a file."),
-    },
-    "console": {
+    }),
+    "console": Section({
         "port": Key("str", None, "Serial port (device path or pyserial URL) of the technician's service console. "
                     "`null`: no console.", nullable=True),
         "baudrate": Key("int", 115200, "Line rate of the console port.", min=1200, max=4000000),
@@ -147,19 +146,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
                           pattern_hint="64 hex digits from firmware-py config pin"),
         "lockout_s": Key("float", 30.0, "How long the console refuses logins after three wrong PINs.",
                          min=1, max=86400),
-    },
-    "run": {
+    }),
+    "run": Section({
         "duration_s": Key("float", 0.0, "Stop after this many seconds; 0 runs until SIGINT/SIGTERM.",
                           min=0, max=10 ** 7),
         "max_frames": Key("int", 0, "Stop after this many processed frames; 0 means no limit.", min=0,
                           max=2 ** 62),
-    },
-    "log": {
+    }),
+    "log": Section({
         "level": Key("str", "warning", "Log level on stderr.", choices=("debug", "info", "warning", "error")),
-    },
-}
+    }),
+})
+
+
+def number_text(x: float) -> str:
+    """A bound as written in the schema: integers in full (``67108864``, not ``6.71089e+07``)."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 def defaults() -> dict[str, dict[str, Any]]:
-    return {sec: {k: (dict(v.default) if isinstance(v.default, dict) else v.default) for k, v in keys.items()}
-            for sec, keys in SCHEMA.items()}
+    return SCHEMA.defaults()

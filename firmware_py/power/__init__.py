@@ -1,5 +1,17 @@
-"""Battery and temperature sensors (real and mock) and the tier policy that reads them."""
-from firmware_py.power.policy import PolicyInputs, TierPolicy
-from firmware_py.power.sensors import make_battery, make_thermal
+"""Battery and temperature sensors (real and mock) and the tier policy that reads them.
 
-__all__ = ["PolicyInputs", "TierPolicy", "make_battery", "make_thermal"]
+Adding a sensor kind: one file ``battery_<kind>.py`` / ``thermal_<kind>.py`` that registers its
+class (and its configuration keys) with ``BATTERIES`` / ``THERMALS``, plus its import line below.
+"""
+from firmware_py.power.policy import PolicyInputs, TierPolicy
+from firmware_py.power.sensors import BATTERIES, THERMALS, Battery, Thermal, make_battery, make_thermal
+
+# Registration: importing a kind's file registers it, one line per kind (order = order in the docs).
+from firmware_py.power import battery_mock  # noqa: E402,F401
+from firmware_py.power import battery_sysfs  # noqa: E402,F401
+from firmware_py.power import battery_psutil  # noqa: E402,F401
+from firmware_py.power import thermal_mock  # noqa: E402,F401
+from firmware_py.power import thermal_sysfs  # noqa: E402,F401
+
+__all__ = ["BATTERIES", "THERMALS", "Battery", "Thermal", "PolicyInputs", "TierPolicy", "make_battery",
+           "make_thermal"]

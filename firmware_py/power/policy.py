@@ -1,10 +1,13 @@
 """Which tier to run, from battery charge, temperature and measured latency.
 
-Tiers are indexed by rank on one task's ladder (0 = smallest). The policy computes a ceiling
-from the battery, then steps down one tier for heat or for latency over budget. Every threshold
-has hysteresis: a reading must recover by ``hysteresis`` past the threshold before the policy
-steps back up, so a reading hovering at a threshold does not make the daemon flap between two
-models (each swap costs a load and a warm-up).
+Tiers are indexed by rank on one task's ladder (0 = smallest). The battery sets a ceiling (the
+top tier, one below it when low, the smallest when critical). While too hot, every decision
+caps one tier below the current one, so the tier keeps falling one step per period down to the
+smallest; once cool again the cap lifts at once. While latency is over budget, every decision
+also lowers a latency cap to one below the current tier; ample headroom raises it one tier per
+decision. Every threshold has hysteresis: a reading must recover by ``hysteresis`` past the
+threshold before the policy steps back up, so a reading hovering at a threshold does not make
+the daemon flap between two models (each swap costs a load and a warm-up).
 """
 from __future__ import annotations
 
@@ -30,6 +33,12 @@ class TierPolicy:
         self._hot = False
         self._latency_cap = self.top
         self.reason = "start"
+
+    @classmethod
+    def from_config(cls, power, n_tiers: int) -> "TierPolicy":
+        """From the typed ``power`` configuration section."""
+        return cls(n_tiers, low_battery=power.low_battery_percent, critical_battery=power.critical_battery_percent,
+                   hot_c=power.hot_c, hysteresis=power.hysteresis, latency_budget_ms=power.latency_budget_ms)
 
     def _update_battery_band(self, pct: float | None) -> None:
         if pct is None:  # unknown charge: keep the last band rather than guessing
