@@ -80,6 +80,16 @@ def test_empty_file_and_empty_section_are_defaults(tmp_path):
         ("probe:\n  pool_buffers: 16\n", ["pool_buffers is larger than probe.pool_max_buffers"]),
         ("probe:\n  max_frame_bytes: 100000000\n", ["cfg.yaml:2", "'probe.max_frame_bytes' must be <= 67108864"]),
         ("probe:\n  record_max_bytes: 4096\n", ["cfg.yaml:2", "'probe.record_max_bytes' must be >= 8192"]),
+        ("power:\n  battery:\n    mock:\n      percent: 120\n",
+         ["cfg.yaml:4", "'power.battery.mock.percent' must be <= 100"]),
+        ("power:\n  battery:\n    sysfs:\n      rot: /sys\n",
+         ["cfg.yaml:4", "unknown key 'power.battery.sysfs.rot'", "power.battery.sysfs.root"]),
+        ("power:\n  thermal:\n    kind: mock\n    mock:\n      temperature_c: hot\n",
+         ["cfg.yaml:5", "'power.thermal.mock.temperature_c' must be a number"]),
+        ("power:\n  battery: sysfs\n", ["cfg.yaml:2", "'power.battery' must be a mapping like {kind: mock}"]),
+        ("power:\n  mock_battery_percent: 50\n", ["'power.mock_battery_percent' has moved to "
+                                                  "'power.battery.mock.percent'"]),
+        ("power:\n  battery:\n    psutil: {}\n", ["unknown key 'power.battery.psutil'"]),  # no options, no section
     ],
 )
 def test_bad_files_are_refused_naming_the_key(tmp_path, text, fragments):

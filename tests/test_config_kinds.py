@@ -58,30 +58,6 @@ def test_an_unregistered_kind_is_refused_again(tmp_path):
         load_config(write(tmp_path, "power:\n  battery:\n    kind: solar\n"))
 
 
-@pytest.mark.parametrize(
-    "text, fragments",
-    [
-        ("power:\n  battery:\n    mock:\n      percent: 120\n",
-         ["cfg.yaml:4", "'power.battery.mock.percent' must be <= 100"]),
-        ("power:\n  battery:\n    sysfs:\n      rot: /sys\n",
-         ["cfg.yaml:4", "unknown key 'power.battery.sysfs.rot'", "power.battery.sysfs.root"]),
-        ("power:\n  thermal:\n    kind: mock\n    mock:\n      temperature_c: hot\n",
-         ["cfg.yaml:5", "'power.thermal.mock.temperature_c' must be a number"]),
-        ("power:\n  battery: sysfs\n", ["cfg.yaml:2", "'power.battery' must be a mapping like {kind: mock}"]),
-        ("power:\n  mock_battery_percent: 50\n", ["'power.mock_battery_percent' has moved to "
-                                                  "'power.battery.mock.percent'"]),
-        ("power:\n  battery:\n    psutil: {}\n", ["unknown key 'power.battery.psutil'"]),  # no options, no section
-    ],
-)
-def test_sub_sections_are_validated_naming_the_key_and_its_line(tmp_path, text, fragments):
-    with pytest.raises(ConfigError) as err:
-        load_config(write(tmp_path, text))
-    message = str(err.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message, message
-
-
 def test_sub_sections_merge_key_by_key_and_sections_are_typed_and_frozen(tmp_path):
     cfg = load_config(write(tmp_path, "power:\n  battery:\n    kind: sysfs\n    mock:\n      percent: 20\n"))
     assert cfg.power.battery.kind == "sysfs"
