@@ -144,7 +144,7 @@ class Section(Mapping):
             fields = [(n, spec.typed_class(f"{path}.{n}".lstrip(".")) if isinstance(spec, Section)
                        else spec.python_type()) for n, spec in self.fields().items()]
             cls = self._typed[shape] = dataclasses.make_dataclass(name, fields, bases=bases, frozen=True)
-            cls.__module__ = "firmware_py.config"  # where a reader looks for config types (repr, pickling)
+            cls.__module__ = "firmware_py.config"  # not this module: the type is named where configs come from
         return cls
 
     def build(self, values: dict[str, Any], path: str = "", bases: tuple[type, ...] = ()) -> Any:

@@ -147,7 +147,7 @@ def _validate_section(section: Section, values: Any, path: str, fail) -> None:
     if values is None:  # an empty section: its defaults
         return
     if not isinstance(values, dict):
-        example = f" like {{kind: {next(iter(section.kinds))}}}" if section.kinds else " of keys"
+        example = f" like {{kind: {section['kind'].default}}}" if section.kinds else " of keys"
         fail(path, f"section '{path}' must be a mapping{example}, not {type(values).__name__} {values!r}")
     for key, value in values.items():
         name = f"{path}.{key}"
