@@ -16,7 +16,7 @@ from firmware_py.power.sensors import BATTERIES
 class MockBattery:
     name = "mock"
 
-    def __init__(self, percent: float = 80.0, drain_percent_per_min: float = 1.0, *,
+    def __init__(self, percent: float, drain_percent_per_min: float, *,
                  clock: Callable[[], float] = time.monotonic, fail_after_reads: int | None = None):
         self._percent = float(percent)
         self._drain_per_s = drain_percent_per_min / 60.0

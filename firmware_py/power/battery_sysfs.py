@@ -11,7 +11,7 @@ from firmware_py.power.sensors import BATTERIES
 @BATTERIES.register("sysfs", doc="the first power supply of type Battery in sysfs (a fuel-gauge HAT, a USB-C PD "
                     "battery)", keys={"root": Key("str", "/sys/class/power_supply", "Folder of the power-supply class.")})
 class SysfsBattery:
-    def __init__(self, root: str = "/sys/class/power_supply"):
+    def __init__(self, root: str):
         for supply in sorted(glob.glob(os.path.join(root, "*"))):
             try:
                 with open(os.path.join(supply, "type")) as fh:

@@ -11,7 +11,7 @@ from firmware_py.power.sensors import THERMALS
 class MockThermal:
     name = "mock"
 
-    def __init__(self, celsius: float = 45.0):
+    def __init__(self, celsius: float):
         self.celsius = float(celsius)
 
     @classmethod

@@ -11,7 +11,7 @@ from firmware_py.power.sensors import THERMALS
     "zone": Key("str", "/sys/class/thermal/thermal_zone0", "Folder of the thermal zone (holds `temp`)."),
 })
 class SysfsThermal:
-    def __init__(self, zone: str = "/sys/class/thermal/thermal_zone0"):
+    def __init__(self, zone: str):
         self._path = os.path.join(zone, "temp")
         if not os.path.exists(self._path):
             raise OSError(2, f"no thermal zone at {zone}; set power.thermal.kind: mock")
