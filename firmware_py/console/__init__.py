@@ -32,6 +32,7 @@ HELP = """commands:
   tier NAME | tier auto  pin a tier (power policy off) or give the choice back to the policy
   reload                 re-verify and reload the signed model set
   probe CMD VALUE        send freeze / depth / gain / frame_rate to the probe
+  restart                reopen the probe link (new session and handshake)
   help"""
 
 
@@ -102,7 +103,7 @@ class ServiceConsole:
         handler = getattr(self, f"_cmd_{cmd}", None)
         if handler is None:
             return f"error: unknown command '{cmd}'; type help"
-        if cmd in ("tier", "reload", "probe") and not (cmd == "tier" and not args):
+        if cmd in ("tier", "reload", "probe", "restart") and not (cmd == "tier" and not args):
             denied = self._require_login()
             if denied:
                 return denied
@@ -131,8 +132,8 @@ class ServiceConsole:
 
     def _cmd_tiers(self, args) -> str:
         e = self.daemon.engine
-        mode = "policy" if self.daemon.policy_enabled else "pinned"
-        return f"ladder {', '.join(e.ladder)}; active {e.active_tier.name} on {e.backend_name} ({mode})"
+        return (f"ladder {', '.join(e.ladder)}; active {e.active_tier.name} on {e.backend_name} "
+                f"({self.daemon.tiers.mode})")
 
     def _cmd_login(self, args) -> str:
         now = self._clock()
@@ -158,22 +159,21 @@ class ServiceConsole:
         self.logged_in = False
         return "ok: logged out"
 
+    # State changes go through the daemon's command queue: its control thread applies them in
+    # order and the reply is the real outcome, not what was asked for.
+    def _post(self, name: str, /, **args) -> str:
+        return self.daemon.commands.call(name, source="console", **args)
+
     def _cmd_tier(self, args) -> str:
         if not args:
             return self._cmd_tiers(args)
-        name = args[0]
-        if name == "auto":
-            self.daemon.policy_enabled = True
-            return "ok: the power policy chooses the tier"
-        if name not in self.daemon.engine.ladder:
-            return f"error: no tier '{name}'; choose one of {', '.join(self.daemon.engine.ladder)} or auto"
-        self.daemon.policy_enabled = False
-        self.daemon.engine.request_tier(name)
-        return f"ok: {name} pinned; it takes over after it has loaded (power policy off until 'tier auto')"
+        return self._post("tier", tier=args[0])
 
     def _cmd_reload(self, args) -> str:
-        ok = self.daemon.engine.reload()
-        return "ok: model set reloaded" if ok else "error: the new model set was refused; the previous one stays"
+        return self._post("reload")
+
+    def _cmd_restart(self, args) -> str:
+        return self._post("restart")
 
     def _cmd_probe(self, args) -> str:
         if len(args) != 2:
@@ -182,5 +182,4 @@ class ServiceConsole:
             value = float(args[1])
         except ValueError:
             return f"error: '{args[1]}' is not a number"
-        ack = self.daemon.link.send_command(args[0].lower(), value)
-        return f"ok: probe acknowledged {args[0]}={value:g} ({ack})"
+        return self._post("probe", command=args[0].lower(), value=value)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 from typing import Callable
 
 import numpy as np
@@ -78,16 +77,20 @@ class ProcessingThread(threading.Thread):
 
     ``process_frame(frame)`` does preprocessing, inference and result emission; an exception
     from it rejects that frame (counted, logged once per kind) without stopping the daemon.
+    ``on_tick()`` runs after every frame and every idle wait (at least every 0.1 s while the loop
+    is alive): the systemd watchdog is fed from there, so a stuck frame stops the pings.
     """
 
     def __init__(self, slot: LatestFrameSlot, process_frame: Callable[[object], None], *,
-                 max_frames: int = 0, on_limit: Callable[[], None] | None = None):
+                 max_frames: int = 0, on_limit: Callable[[], None] | None = None,
+                 on_tick: Callable[[], None] | None = None):
         super().__init__(name="processing", daemon=True)
         self._slot = slot
         self._process = process_frame
         self._stop_event = threading.Event()
         self._max_frames = max_frames
         self._on_limit = on_limit
+        self._on_tick = on_tick
         self.processed = 0
         self.rejected = 0
         self.rejected_reasons: collections.Counter[str] = collections.Counter()
@@ -103,6 +106,8 @@ class ProcessingThread(threading.Thread):
                 frame = self._slot.take(0.1)
                 if frame is not None:
                     self._handle(frame)
+                if self._on_tick is not None:
+                    self._on_tick()
             # Drain: a frame already accepted into the slot is processed, not lost.
             frame = self._slot.take(0)
             if frame is not None:
@@ -125,7 +130,3 @@ class ProcessingThread(threading.Thread):
             frame.release()
         if self._max_frames and self.processed >= self._max_frames and self._on_limit:
             self._on_limit()
-
-
-def now_ms() -> float:
-    return time.perf_counter() * 1000.0

@@ -1,0 +1,83 @@
+"""What happens to one frame: preprocess -> invoke -> decode -> area -> record. No lifecycle.
+
+Runs on the processing thread only. The engine swaps tiers between two frames (inside
+``input_view``), so the tier read right after it is the tier this frame runs on.
+"""
+from __future__ import annotations
+
+import time
+
+from firmware_py.kernels import Preprocessor, largest_component, mask_area_mm2
+from firmware_py.results import ResultRecord
+
+
+def preprocessor_for_tier(tier, preprocess_cfg) -> Preprocessor:
+    """The fused kernel that writes a frame into ``tier``'s input tensor."""
+    spec, q = tier.preprocess, tier.input.quantization
+    return Preprocessor(spec.grid[0], spec.grid[1], scale=q.scale, zero_point=q.zero_point,
+                        dynamic_range_db=spec.dynamic_range_db, mean=spec.mean, std=spec.std,
+                        fill=spec.fill, speckle_filter=preprocess_cfg.speckle_filter,
+                        threads=preprocess_cfg.threads)
+
+
+class FrameProcessor:
+    """``process(frame)`` turns a frame into a ResultRecord and hands it to every sink.
+
+    An exception from the kernels or the engine rejects the frame (ProcessingThread counts it);
+    the frame's buffer is released by the caller.
+    """
+
+    def __init__(self, engine, sinks, latency, preprocess_cfg):
+        self.engine = engine
+        self.sinks = sinks
+        self.latency = latency
+        self._preprocess_cfg = preprocess_cfg
+        self._preprocessors: dict[str, Preprocessor] = {}
+        self._last_tier: str | None = None
+        self.tiers_used: list[str] = []
+        self.last = "-"  # the last result, for the status line
+
+    def _preprocessor(self, tier) -> Preprocessor:
+        pp = self._preprocessors.get(tier.name)
+        if pp is None:
+            pp = self._preprocessors[tier.name] = preprocessor_for_tier(tier, self._preprocess_cfg)
+        return pp
+
+    def process(self, frame) -> ResultRecord:
+        t0 = time.perf_counter()
+        engine = self.engine
+        view = engine.input_view()  # a pending tier swap happens here, between two frames
+        self._preprocessor(engine.active_tier).run(frame.samples, frame.geometry, view)
+        del view  # TFLite refuses to invoke while a view into its input tensor is alive
+        t1 = time.perf_counter()
+        out = engine.invoke()
+        t2 = time.perf_counter()
+        area = None
+        if out.mask is not None:  # the nodule: largest connected component, as models evaluate measures it
+            area = float(mask_area_mm2(largest_component(out.mask), frame.geometry))
+        received_ns = getattr(frame, "received_ns", 0)
+        total_ms = (time.monotonic_ns() - received_ns) / 1e6 if received_ns else (t2 - t0) * 1000.0
+        if out.tier != self._last_tier:  # a new tier: latency history of the old one no longer applies
+            self.latency.clear()
+            self._last_tier = out.tier
+            if out.tier not in self.tiers_used:
+                self.tiers_used.append(out.tier)
+        self.latency.add((t2 - t0) * 1000.0)
+        record = ResultRecord(
+            seq=frame.seq, probe_time_us=frame.timestamp_us, tier=out.tier, backend=out.backend,
+            label=out.label, probabilities=out.probabilities or None,
+            latency_ms={"preprocess": round((t1 - t0) * 1e3, 3), "inference": round((t2 - t1) * 1e3, 3),
+                        "total": round(total_ms, 3)},
+            wall_time=time.time(), area_mm2=area,
+            extra={"fallback": out.fallback} if out.fallback else {},
+        )
+        for sink in self.sinks:
+            sink.write(record)
+        self.last = _describe(record)
+        return record
+
+
+def _describe(r: ResultRecord) -> str:
+    if r.label is not None:
+        return f"#{r.seq} {r.label} {r.probabilities.get(r.label, 0.0):.2f}"
+    return f"#{r.seq} area {r.area_mm2:.0f}mm2" if r.area_mm2 is not None else f"#{r.seq}"
