@@ -175,6 +175,12 @@ class ProbeLink:
         return self._connected.wait(timeout)
 
     @property
+    def alive(self) -> bool:
+        """The acquisition thread runs: connected, or reconnecting with back-off."""
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
