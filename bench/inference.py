@@ -57,13 +57,14 @@ def _frames(shape, n, seed=0):
     return [rng.integers(-128, 128, shape, dtype=np.int8) for _ in range(n)]
 
 
-def bench_load(manifest, tier, backend, interp, delegate, threads, warmup) -> dict:
+def bench_load(manifest, tier, backend, runtime, threads, warmup) -> dict:
+    """runtime: what loads the file (tflite.CpuTwin, or the accelerator kind for its builds)."""
     from firmware_py.inference.runtime import TierRuntime
 
     gc.collect()
     rss0 = _rss_mb()
     t0 = time.perf_counter()
-    rt = TierRuntime(manifest, tier, backend, interp, delegate=delegate, threads=threads)
+    rt = TierRuntime(manifest, tier, backend, runtime, threads=threads)
     init_ms = (time.perf_counter() - t0) * 1e3
     rss1 = _rss_mb()
     rt.fill_input()
@@ -188,20 +189,22 @@ def run(args) -> dict:
     from firmware_py.inference import Engine
     from firmware_py.inference.backend import interpreter_backend
     from firmware_py.inference.engine import default_manifest, default_public_key
+    from firmware_py.inference.tflite import CpuTwin
 
     interp = interpreter_backend()
     manifest_path = args.manifest or default_manifest()
     public_key = args.public_key or default_public_key()
     accelerator = None
     if args.external_library or args.edgetpu:
-        from firmware_py.drivers.accelerator import DelegateLoader
+        from firmware_py.inference.accelerators.edgetpu import EdgeTpu
+        from firmware_py.inference.accelerators.external import ExternalDelegate
 
         if args.external_library:
             opts = dict(kv.split("=", 1) for kv in args.external_option)
-            accelerator = DelegateLoader("external", library=args.external_library, options=opts,
-                                         key=args.external_name, interp=interp)
+            accelerator = ExternalDelegate(library=args.external_library, options=opts, key=args.external_name,
+                                           interp=interp)
         else:
-            accelerator = DelegateLoader("edgetpu", device=args.edgetpu, interp=interp)
+            accelerator = EdgeTpu(device=args.edgetpu, interp=interp)
     report = {
         "bench": "inference", "python": platform.python_version(), "machine": platform.machine(),
         "interpreter": f"{interp.name} {interp.version}", "threads": args.threads,
@@ -220,7 +223,8 @@ def run(args) -> dict:
             for backend, delegate in backends:
                 row = {"tier": tier.name, "task": tier.task, "backend": backend,
                        "model": tier.files[backend].path, "file_bytes": tier.files[backend].bytes}
-                row.update(bench_load(manifest, tier, backend, interp, delegate, args.threads, args.warmup))
+                runtime = CpuTwin(interp) if backend == "cpu" else accelerator
+                row.update(bench_load(manifest, tier, backend, runtime, args.threads, args.warmup))
                 if engine.task != tier.task:
                     engine.close()
                     engine = Engine(manifest_path, public_key=public_key, task=tier.task, threads=args.threads,

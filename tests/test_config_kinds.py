@@ -68,8 +68,8 @@ def test_sub_sections_merge_key_by_key_and_sections_are_typed_and_frozen(tmp_pat
         cfg.power.hot_c = 90.0
     again = load_config(None).replace(**cfg.as_dict())
     assert again == cfg and again.as_dict() == cfg.as_dict()
-    options = load_config(None).replace(accelerator={"external_options": {"a": 1}})
-    assert options.replace(accelerator={"external_options": {"b": 2}}).accelerator.external_options == {"b": 2}
+    options = load_config(None).replace(accelerator={"external": {"options": {"a": 1}}})
+    assert options.replace(accelerator={"external": {"options": {"b": 2}}}).accelerator.external.options == {"b": 2}
 
 
 def test_factories_build_the_configured_kind_from_its_sub_section(tmp_path):

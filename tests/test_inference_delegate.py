@@ -15,10 +15,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data"))
 from model_sets import (LABELS, build_fake_npu_or_skip, fake_npu_hanging, fake_npu_invocations,  # noqa: E402
                         make_model_set, reference_output)
 
-from firmware_py.drivers.accelerator import DelegateLoader  # noqa: E402
+from firmware_py.inference.accelerators.edgetpu import EdgeTpu  # noqa: E402
+from firmware_py.inference.accelerators.external import ExternalDelegate  # noqa: E402
 from firmware_py.errors import ConfigError  # noqa: E402
 from firmware_py.inference import Engine  # noqa: E402
-from firmware_py.inference.backend import interpreter_backend  # noqa: E402
 
 RNG = np.random.default_rng(9)
 TIERS = [
@@ -39,7 +39,7 @@ def models(tmp_path):
 
 
 def loader(lib, **options):
-    return DelegateLoader("external", library=lib, options=options, key="npu", interp=interpreter_backend())
+    return ExternalDelegate(library=lib, options=options, key="npu")
 
 
 def run_frame(eng, tier_ref=None):
@@ -58,7 +58,7 @@ def test_missing_delegate_library_runs_the_cpu_twin(models, tmp_path):
         out = run_frame(eng)
         assert out.backend == "cpu"
         assert "cannot load external delegate" in out.fallback and "using CPU twin cls_int8.tflite" in out.fallback
-        assert "check accelerator.external_library" in out.fallback and "\n" not in out.fallback
+        assert "check accelerator.external.library" in out.fallback and "\n" not in out.fallback
         st = eng.status()
         assert st["backend"] == "cpu" and st["accelerator"]["loaded"] is False
         assert "libnot_there.so" in st["accelerator"]["error"]
@@ -69,8 +69,7 @@ def test_missing_delegate_library_runs_the_cpu_twin(models, tmp_path):
 def test_edgetpu_without_libedgetpu_runs_the_cpu_twin(tmp_path):
     s = make_model_set(str(tmp_path / "models"), [
         {"name": "small", "cpu": "cls_int8.tflite", "accel": {"edgetpu": "cls_edgetpu.tflite"}}])
-    acc = DelegateLoader("edgetpu", device="usb:0", library=str(tmp_path / "libedgetpu.so.1"),
-                         interp=interpreter_backend())
+    acc = EdgeTpu(device="usb:0", library=str(tmp_path / "libedgetpu.so.1"))
     eng = Engine(s["dir"], public_key=s["public"], accelerator=acc, reattach_backoff_s=(60, 60))
     try:
         out = run_frame(eng)
@@ -83,9 +82,9 @@ def test_edgetpu_without_libedgetpu_runs_the_cpu_twin(tmp_path):
 
 def test_bad_accelerator_configuration_is_a_one_line_config_error():
     with pytest.raises(ConfigError, match="use usb, usb:N or pci:N"):
-        DelegateLoader("edgetpu", device="usb0", interp=interpreter_backend())
-    with pytest.raises(ConfigError, match="external_library is not set"):
-        DelegateLoader("external", interp=interpreter_backend())
+        EdgeTpu(device="usb0")
+    with pytest.raises(ConfigError, match="external.library is not set"):
+        ExternalDelegate(library=None)
 
 
 def test_delegate_that_refuses_to_start_runs_the_cpu_twin(models, npu_lib):
@@ -181,7 +180,7 @@ def test_a_failure_just_as_reattach_finishes_gets_another_reattach(models, npu_l
         events(event)
         if event["kind"] == "accelerator_reattached" and events.kinds().count("accelerator_reattached") == 1:
             # what the frame thread does when an invoke fails, here inside the re-attach round
-            eng._accelerator_failed(eng._active, RuntimeError("fake-npu: device lost again"))
+            eng.accelerator.fail_over(eng._active, RuntimeError("fake-npu: device lost again"))
 
     eng = Engine(models["dir"], public_key=models["public"], accelerator=loader(npu_lib, fail_file=str(fail)),
                  reattach_backoff_s=(0.05, 0.2), on_event=on_event)
@@ -239,15 +238,16 @@ def test_from_config_builds_the_external_delegate(models, npu_lib):
     cfg = {
         "models": {"manifest": os.path.join(models["dir"], "manifest.yaml"), "public_key": models["public"],
                    "task": "classify", "start_tier": "auto", "memory_budget_mb": 16.0},
-        "accelerator": {"kind": "external", "edgetpu_device": "usb", "external_library": npu_lib,
-                        "external_options": {"hang_ms": 10}, "external_name": "npu", "cpu_threads": 2,
+        "accelerator": {"kind": "external", "external": {"library": npu_lib, "options": {"hang_ms": 10},
+                                                         "name": "npu"}, "cpu_threads": 2,
                         "invoke_deadline_ms": 500.0, "reattach_initial_s": 1.0, "reattach_max_s": 5.0},
     }
     eng = Engine.from_config(cfg)
     try:
         out = run_frame(eng)
         assert out.backend == "npu" and out.tier == "small"
-        assert eng.threads == 2 and eng.invoke_deadline_ms == 500.0 and eng.reattach_backoff_s == (1.0, 5.0)
+        acc = eng.accelerator
+        assert eng.threads == 2 and acc.invoke_deadline_ms == 500.0 and acc.reattach_backoff_s == (1.0, 5.0)
         assert eng.status()["accelerator"]["options"] == {"hang_ms": "10"}
     finally:
         eng.close()

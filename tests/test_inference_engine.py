@@ -41,7 +41,7 @@ def test_input_view_is_the_interpreter_tensor(engine):
     del view
     rt = engine._active.cpu
     # same memory as the interpreter's input tensor: what was written is what it will read
-    assert np.array_equal(rt.interpreter.get_tensor(rt.input_index), x)
+    assert np.array_equal(rt.model.interpreter.get_tensor(rt.input_index), x)
     a, b = engine.input_view(), engine.input_view()
     assert np.shares_memory(a, b)
 
@@ -88,18 +88,12 @@ def test_logit_output_gets_softmax_applied(models, tmp_path):
         eng.close()
 
 
-@pytest.mark.parametrize("kernel", [True, False], ids=["kernels", "numpy"])
 @pytest.mark.parametrize("applied,threshold", [(True, 0.5), (False, 0.62)], ids=["probabilities", "logits"])
-def test_segmentation_mask_matches_the_threshold(models, monkeypatch, kernel, applied, threshold):
+def test_segmentation_mask_matches_the_threshold(models, applied, threshold):
     import yaml
 
-    from firmware_py.inference import decode
     from firmware_py.inference.signing import sign_model_set
 
-    if not kernel:
-        monkeypatch.setattr(decode, "_kernel_mask", None)
-    elif decode._kernel_mask is None:
-        pytest.skip("firmware_py.kernels postprocessing not built")
     path = os.path.join(models["dir"], "manifest.yaml")
     doc = yaml.safe_load(open(path))
     doc["tiers"][2]["output"].update(applied_in_model=applied, threshold={"value": threshold})
@@ -327,8 +321,7 @@ def test_from_config_accepts_the_daemon_config_object(models):
     cfg = SimpleNamespace(
         models=SimpleNamespace(manifest=os.path.join(models["dir"], "manifest.yaml"), public_key=models["public"],
                                task="classify", start_tier="cls-large", memory_budget_mb=32.0),
-        accelerator=SimpleNamespace(kind="none", edgetpu_device="usb", external_library=None, external_options={},
-                                    cpu_threads=1, invoke_deadline_ms=500.0, reattach_initial_s=1.0,
+        accelerator=SimpleNamespace(kind="none", cpu_threads=1, invoke_deadline_ms=500.0, reattach_initial_s=1.0,
                                     reattach_max_s=10.0),
     )
     eng = Engine.from_config(cfg)
@@ -371,5 +364,5 @@ def test_reload_swaps_to_the_reloaded_tier_between_frames(engine, models):
     out = engine.invoke()
     assert out.tier == "cls-small" and engine._active is not old_slots["cls-small"]
     # every runtime of the replaced set was released, the active one and the warm spare alike
-    assert all(s.cpu.interpreter is None for s in old_slots.values())
+    assert all(s.cpu.model is None for s in old_slots.values())
     assert engine.status()["resident"] == ["cls-small"]

@@ -8,10 +8,9 @@ import yaml
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data"))
 from model_sets import build_fake_npu_or_skip, file_entry, make_model_set, tier_entry  # noqa: E402
 
-from firmware_py.drivers.accelerator import DelegateLoader  # noqa: E402
+from firmware_py.inference.accelerators.external import ExternalDelegate  # noqa: E402
 from firmware_py.errors import ModelError  # noqa: E402
 from firmware_py.inference import Engine  # noqa: E402
-from firmware_py.inference.backend import interpreter_backend  # noqa: E402
 from firmware_py.inference.manifest import load_manifest  # noqa: E402
 from firmware_py.inference.validate import ModelCheckError, read_verified  # noqa: E402
 
@@ -116,7 +115,7 @@ def test_edgetpu_build_with_no_edgetpu_runs_the_cpu_twin(tmp_path, npu_lib):
     """A tier whose accelerator build holds edgetpu-custom-op, with a delegate that cannot run it."""
     s = make_model_set(str(tmp_path / "models"), [
         {"name": "t", "cpu": "cls_int8.tflite", "accel": {"external": "cls_edgetpu.tflite"}}])
-    loader = DelegateLoader("external", library=npu_lib, interp=interpreter_backend())
+    loader = ExternalDelegate(library=npu_lib)
     events = []
     eng = Engine(s["dir"], public_key=s["public"], accelerator=loader, on_event=events.append)
     try:
@@ -227,7 +226,7 @@ def test_other_custom_op_without_its_delegate_names_the_op(tmp_path, npu_lib):
     from firmware_py.inference.signing import sign_model_set
 
     sign_model_set(s["dir"], s["private"])
-    loader = DelegateLoader("external", library=npu_lib, interp=interpreter_backend())
+    loader = ExternalDelegate(library=npu_lib)
     eng = Engine(s["dir"], public_key=s["public"], accelerator=loader)
     try:
         eng.input_view()[...] = 0

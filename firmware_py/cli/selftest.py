@@ -99,7 +99,41 @@ def _check_link(cfg, frames: int = 10, timeout_s: float = 10.0) -> str:
         os.close(slave)
 
 
-CHECKS = (("kernels", _check_kernels), ("models", _check_models), ("probe link", _check_link))
+class Skipped(Exception):
+    """A check that does not apply to this configuration; the message says why."""
+
+
+def _check_accelerator(cfg) -> str:
+    """The configured accelerator is attached, opens, and runs a tier's build on it."""
+    import numpy as np
+
+    from firmware_py.inference import Engine
+    from firmware_py.inference.accelerators import devices
+
+    seen = ", ".join(f"{d.kind} {d.device} ({d.path})" for d in devices()) or "none found"
+    if cfg.accelerator.kind == "none":
+        raise Skipped(f"accelerator.kind is none, tiers run on their CPU twins; attached accelerators: {seen}")
+    engine = Engine.from_config(cfg)
+    try:
+        kind = engine.accelerator.kind
+        if kind.handle() is None:
+            raise AssertionError(f"{kind.error}; attached accelerators: {seen}")
+        built = [t.name for t in engine.manifest.ladder(engine.task) if kind.key in t.files]
+        if not built:
+            raise AssertionError(f"no {engine.task} tier of {engine.manifest.path} has a {kind.key} build; "
+                                 "add one or set accelerator.kind: none")
+        engine.request_tier(built[0], wait=True)
+        engine.input_view()[...] = np.int8(0)
+        out = engine.invoke()
+        if out.backend != kind.key:
+            raise AssertionError(f"tier {built[0]} ran on {out.backend}: {out.fallback}")
+        return f"{kind.name} ({kind.describe()}) ran tier {built[0]}; attached accelerators: {seen}"
+    finally:
+        engine.close()
+
+
+CHECKS = (("kernels", _check_kernels), ("models", _check_models), ("probe link", _check_link),
+          ("accelerator", _check_accelerator))
 
 
 def run(args) -> int:
@@ -110,6 +144,8 @@ def run(args) -> int:
         try:
             detail = check(cfg)
             status = "PASS"
+        except Skipped as exc:
+            status, detail = "SKIP", str(exc)
         except ImportError as exc:
             status, detail = "FAIL", f"not installed correctly: {exc}"
             failed += 1

@@ -82,7 +82,7 @@ def _merge(section: Section, base: dict[str, Any], override: dict[str, Any] | No
         if isinstance(section[name], Section):
             _merge(section[name], base[name], value)
         else:
-            base[name] = value  # a map value (external_options) replaces the default, not merges
+            base[name] = value  # a map value (external.options) replaces the default, not merges
     return base
 
 
@@ -226,6 +226,6 @@ def _check_relations(c: dict[str, dict[str, Any]]) -> None:
     if c["power"]["critical_battery_percent"] > c["power"]["low_battery_percent"]:
         raise ConfigError("power.critical_battery_percent is above power.low_battery_percent; the critical "
                           "level must be the lower one")
-    if c["accelerator"]["kind"] == "external" and not c["accelerator"]["external_library"]:
-        raise ConfigError("accelerator.kind is 'external' but accelerator.external_library is not set; give the "
+    if c["accelerator"]["kind"] == "external" and not c["accelerator"]["external"]["library"]:
+        raise ConfigError("accelerator.kind is 'external' but accelerator.external.library is not set; give the "
                           "delegate library path or set kind: none")

@@ -10,6 +10,7 @@ from typing import Any
 
 from firmware_py.drivers.protocol import MAX_PAYLOAD_LIMIT
 from firmware_py.drivers.recorder import MIN_RECORD_BYTES
+from firmware_py.inference.accelerators import ACCELERATORS
 from firmware_py.power import BATTERIES, THERMALS
 from firmware_py.registry import Key, Section
 
@@ -86,18 +87,6 @@ SCHEMA = Section({
                                 "loaded for hitless swaps.", min=1, max=4096),
     }),
     "accelerator": Section({
-        "kind": Key("str", "none", "`edgetpu`: Coral via libedgetpu; `external`: any TFLite external delegate; "
-                    "`none`: CPU only.", choices=("none", "edgetpu", "external")),
-        "edgetpu_device": Key("str", "usb", "Edge TPU device: `usb`, `usb:N` or `pci:N`.",
-                              pattern=r"(usb|pci)(:\d+)?", pattern_hint="usb, usb:N or pci:N"),
-        "edgetpu_library": Key("str", "libedgetpu.so.1", "Edge TPU runtime library (found on the loader path, "
-                               "or an absolute path)."),
-        "external_name": Key("str", "external", "Key of the external delegate's model builds in the manifest's "
-                             "`files` (e.g. `npu`); tiers without such a build run their CPU twin.",
-                             pattern=r"[a-z][a-z0-9_-]{0,31}", pattern_hint="a lower-case name like npu or rknn"),
-        "external_library": Key("str", None, "Path of the external delegate library (`kind: external`).",
-                                nullable=True),
-        "external_options": Key("map", {}, "Options passed to the external delegate (string keys)."),
         "cpu_threads": Key("int", 1, "Threads of the CPU twin (XNNPACK). 1 by default: the probe link, "
                            "preprocessing and the simulator share the cores, and XNNPACK's spinning workers on "
                            "a busy core cost more than they gain (measured 20 ms vs 2.5 ms per frame on a loaded "
@@ -107,7 +96,11 @@ SCHEMA = Section({
         "reattach_initial_s": Key("float", 2.0, "First back-off before re-attaching a failed accelerator.",
                                   min=0.1, max=3600),
         "reattach_max_s": Key("float", 120.0, "Longest back-off between re-attach attempts.", min=0.1, max=86400),
-    }),
+    }, doc="The accelerator the tiers run on: `kind` picks one, its options are in the sub-section of that name.",
+        kinds=ACCELERATORS, kind_default="none", kind_doc="Accelerator the tiers' builds run on; `none`: CPU only.",
+        moved={"edgetpu_device": "edgetpu.device", "edgetpu_library": "edgetpu.library",
+               "external_name": "external.name", "external_library": "external.library",
+               "external_options": "external.options"}),
     "power": Section({
         "low_battery_percent": Key("float", 30.0, "Below this charge the policy runs at most the second-largest "
                                    "tier.", min=0, max=100),

@@ -1,21 +1,16 @@
 """`firmware-py models ...`: list, sign, verify and keygen for the signed model set.
 
 Exit codes: 0 ok, 2 usage, 1 failure (a refused signature is a failure). Errors print one line.
-`build` and `evaluate` belong to the training pipeline and are dispatched to its module.
+`build` and `evaluate` belong to the training pipeline: firmware_py/cli/models.py sends them there.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 
 from firmware_py.errors import FirmwareError, UsageError
-
-# Subcommands implemented elsewhere: name -> module with main(argv) -> int.
-EXTERNAL = {"build": "firmware_py.models.build.cli", "evaluate": "firmware_py.models.build.cli"}
-
 
 def _defaults():
     from firmware_py.inference.engine import default_manifest, default_public_key
@@ -25,7 +20,8 @@ def _defaults():
 
 def _parser() -> argparse.ArgumentParser:
     manifest, public = _defaults()
-    p = argparse.ArgumentParser(prog="firmware-py models", description="Inspect, sign and verify the model set.")
+    p = argparse.ArgumentParser(prog="firmware-py models", description="Inspect, sign and verify the model set.",
+                                epilog="build and evaluate (the training pipeline): firmware-py models build --help")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     ls = sub.add_parser("list", help="list the tiers of a manifest and whether its signature verifies")
@@ -47,8 +43,6 @@ def _parser() -> argparse.ArgumentParser:
     kg.add_argument("--force", action="store_true", help="overwrite existing files")
     for sp in (ls, sg, vf):  # `models sign --key K models/manifest.yaml` works too
         sp.add_argument("path", nargs="?", help="manifest file or model folder (same as --manifest)")
-    for name in EXTERNAL:
-        sub.add_parser(name, help="training pipeline (see `firmware-py models %s --help`)" % name, add_help=False)
     return p
 
 
@@ -119,8 +113,6 @@ COMMANDS = {"list": _cmd_list, "sign": _cmd_sign, "verify": _cmd_verify, "keygen
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in EXTERNAL:
-        return int(importlib.import_module(EXTERNAL[argv[0]]).main(argv) or 0)
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -1,8 +1,9 @@
 """Output decoding at the edge of the engine: int8 tensor -> label / probabilities / mask.
 
 Dequantization is (int64(q) - zero_point) * scale in float64, so no int8 wrap-around or float32
-rounding leaks into the probabilities a clinician sees. Mask thresholds are moved into the
-quantized domain once per tier, so a segmentation frame costs one integer comparison per pixel.
+rounding leaks into the probabilities a clinician sees. A mask threshold is moved into the
+quantized domain once per tier (the smallest code at or above it, found over every code with the
+same float64 arithmetic), so a segmentation frame costs one integer comparison per pixel.
 """
 from __future__ import annotations
 
@@ -12,11 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_py.inference.manifest import OutputSpec
-
-try:  # the Cython postprocessing kernel when the extension is built; the NumPy path below otherwise
-    from firmware_py.kernels import mask_from_output as _kernel_mask
-except ImportError:  # pragma: no cover - kernels not built
-    _kernel_mask = None
 
 
 @dataclass
@@ -48,10 +44,6 @@ class InferenceOutput:
         return d
 
 
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    return (q.astype(np.int64) - zero_point) * float(scale)
-
-
 class Decoder:
     """Decodes one tier's output tensor according to its manifest output spec."""
 
@@ -69,14 +61,11 @@ class Decoder:
         if spec.threshold is not None and spec.threshold.label is not None:
             self._threshold_index = self.labels.index(spec.threshold.label)
         self._mask_q = None
-        self._level = 0.5
         if task == "segment" and spec.decode == "sigmoid":
             p = spec.threshold.value if spec.threshold is not None else 0.5
             # compare the dequantized output with the threshold in the output's own domain
-            level = self._level = p if spec.applied_in_model else _logit(p)
-            # q >= q_thr  <=>  (q - zp) * scale >= level   (scale > 0)
-            self._mask_q = math.ceil(level / self.scale + self.zero_point - 1e-9) if math.isfinite(level) else (
-                -(2**31) if level < 0 else 2**31 - 1)
+            self._mask_q = _code_threshold(spec.dtype, self.scale, self.zero_point,
+                                           p if spec.applied_in_model else _logit(p))
 
     def classify(self, q: np.ndarray, out: InferenceOutput) -> None:
         # A handful of classes: Python ints (unbounded) and floats (double) beat NumPy's per-call
@@ -95,10 +84,6 @@ class Decoder:
             out.positive = x[self._threshold_index] >= self.spec.threshold.value
 
     def segment(self, q: np.ndarray, out: InferenceOutput) -> None:
-        if _kernel_mask is not None:
-            m = _kernel_mask(q, scale=self.scale, zero_point=self.zero_point, threshold=self._level)
-            out.mask = m.view(np.uint8)
-            return
         q = q.reshape(q.shape[-3:]) if q.ndim == 4 else q
         if self.spec.decode == "argmax":
             out.mask = (np.argmax(q, axis=-1) != 0).view(np.uint8)
@@ -110,6 +95,17 @@ class Decoder:
             self.classify(q, out)
         else:
             self.segment(q, out)
+
+
+def _code_threshold(dtype: str, scale: float, zero_point: int, level: float) -> float:
+    """The smallest output code whose dequantized value (float64) is >= level, for a mask test
+    `q >= threshold` per pixel that equals the float definition exactly (scale > 0: monotonic)."""
+    if dtype not in ("int8", "uint8"):  # a float output is compared as it is
+        return level
+    info = np.iinfo(dtype)
+    codes = np.arange(info.min, info.max + 1, dtype=np.int64)
+    above = (codes - zero_point) * float(scale) >= level
+    return int(codes[above.argmax()]) if above.any() else info.max + 1
 
 
 def _logit(p: float) -> float:

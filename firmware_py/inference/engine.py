@@ -19,25 +19,19 @@ from typing import Callable
 import numpy as np
 
 from firmware_py.errors import ModelError
+from firmware_py.inference.accelerators import AcceleratorKind, make_accelerator
 from firmware_py.inference.backend import interpreter_backend
 from firmware_py.inference.decode import InferenceOutput
 from firmware_py.inference.events import EventLog
+from firmware_py.inference.failover import Accelerator
 from firmware_py.inference.manifest import Manifest, Tier
-from firmware_py.inference.failover import AcceleratorFailover
 from firmware_py.inference.modelset import ModelSet
-from firmware_py.inference.runtime import TierRuntime
 from firmware_py.inference.priority import LOADER_PREFIX, background_priority
+from firmware_py.inference.runtime import TierRuntime
 from firmware_py.inference.slot import TierSlot
-from firmware_py.inference.watchdog import AcceleratorFailure
+from firmware_py.inference.tflite import CpuTwin
 
 log = logging.getLogger(__name__)
-
-
-def _section(cfg, name: str) -> dict:
-    sec = cfg.get(name) if isinstance(cfg, dict) else getattr(cfg, name, None)
-    if sec is None:
-        return {}
-    return dict(sec) if isinstance(sec, dict) else dict(vars(sec))
 
 
 def default_manifest() -> str:
@@ -50,13 +44,15 @@ def default_public_key() -> str:
     return str(resources.files("firmware_py.models").joinpath("keys", "dev-ed25519.pub"))
 
 
-class Engine(AcceleratorFailover):
+class Engine:
     """Runs the active tier of a verified model set.
 
-    models_dir: folder holding manifest.yaml (+ .sig and the .tflite files).
+    models: the manifest file, or the folder holding manifest.yaml (+ .sig and the model files).
     public_key: path of the Ed25519 public key (PEM or raw) that must have signed the manifest;
         None skips the signature check (development only; logged as a security event).
-    accelerator: a firmware_py.drivers.accelerator.DelegateLoader, or None for CPU only.
+    accelerator: an accelerator kind (firmware_py.inference.accelerators, e.g. EdgeTpu(...)), or
+        None for CPU only; the engine wraps it in the Accelerator that owns the invoke deadline,
+        fall-over and re-attach (`engine.accelerator`).
     """
 
     def __init__(
@@ -67,7 +63,7 @@ class Engine(AcceleratorFailover):
         task: str | None = None,
         start_tier: str | None = None,
         threads: int = 1,
-        accelerator=None,
+        accelerator: AcceleratorKind | None = None,
         memory_budget_mb: float = 64.0,
         warmup_runs: int = 2,
         invoke_deadline_ms: float | None = 1000.0,
@@ -76,12 +72,9 @@ class Engine(AcceleratorFailover):
     ):
         self.events = EventLog(on_event)
         self.threads = threads
-        self.accelerator = accelerator
         self.memory_budget_bytes = int(memory_budget_mb * 1024 * 1024)
         self.warmup_runs = warmup_runs
-        self.invoke_deadline_ms = invoke_deadline_ms
-        self.reattach_backoff_s = reattach_backoff_s
-        self._interp = interpreter_backend()
+        self._cpu = CpuTwin(interpreter_backend())
         self.models = ModelSet(models, public_key, self.events)
         self.models.load()  # raises SecurityError/ModelError when there is no good set at all
         if task is None and start_tier not in (None, "auto"):
@@ -96,45 +89,49 @@ class Engine(AcceleratorFailover):
         self._loading: dict[str, tuple[Future, Manifest]] = {}
         self._bad: dict[str, str] = {}  # tier name -> why it was refused (until the next reload)
         self._reload_lock = threading.Lock()  # one reload at a time: SIGHUP and the console may race
+        self._frame_slot: TierSlot | None = None
         self._frame_rt: TierRuntime | None = None
         self._frame_open = False
-        self._reattach: threading.Thread | None = None
-        self._reattach_lock = threading.Lock()
-        self._reattach_running = False  # a re-attach thread is running and will look at _reattach_again
-        self._reattach_again = False  # the accelerator failed (again) since the running round began
         self._closed = False
-        self._closing = threading.Event()
         self._frames = 0
         self._fallback_frames = 0
+        self.accelerator = None if accelerator is None else Accelerator(
+            accelerator, events=self.events, manifest=lambda: self.manifest, active=lambda: self._active,
+            slots=self._all_slots, threads=threads, warmup_runs=warmup_runs, invoke_deadline_ms=invoke_deadline_ms,
+            reattach_backoff_s=reattach_backoff_s)
         self._active: TierSlot = self._load_start(None if start_tier in (None, "auto") else start_tier, self.manifest)
         self._resident[self._active.tier.name] = self._active
         if accelerator is not None and self._active.accel is None and not accelerator.loaded:
             # Not plugged in at start: keep trying with back-off, a USB stick may arrive later.
-            self._start_reattach()
+            self.accelerator.start_reattach()
 
     # -- construction helpers ---------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg, *, on_event=None) -> "Engine":
-        """From the configuration's `models` and `accelerator` sections (Config object or dict)."""
-        from firmware_py.drivers.accelerator import DelegateLoader
+        """From the configuration's `models` and `accelerator` sections.
 
-        models, acc = _section(cfg, "models"), _section(cfg, "accelerator")
-        manifest = models.get("manifest") or default_manifest()
-        public_key = models.get("public_key") or default_public_key()
-        loader = DelegateLoader.from_config(acc, interp=interpreter_backend()) if acc else None
+        cfg: a loaded Config (firmware_py.config.load_config), or a mapping of sections laid out
+        like the configuration file, validated and completed with the defaults like one.
+        """
+        if isinstance(cfg, dict):
+            from firmware_py.config import load_config
+
+            cfg = load_config(None).replace(**cfg)
+        models, acc = cfg.models, cfg.accelerator
+        public_key = models.public_key or default_public_key()
         engine = cls(
-            manifest,
+            models.manifest or default_manifest(),
             public_key=public_key,
-            task=models.get("task"),
-            start_tier=models.get("start_tier"),
-            threads=int(acc.get("cpu_threads", 1) or 1),  # default as in the config schema
-            accelerator=loader,
-            memory_budget_mb=float(models.get("memory_budget_mb", 64.0)),
-            invoke_deadline_ms=acc.get("invoke_deadline_ms", 1000.0),
-            reattach_backoff_s=(float(acc.get("reattach_initial_s", 2.0)), float(acc.get("reattach_max_s", 120.0))),
+            task=models.task,
+            start_tier=models.start_tier,
+            threads=acc.cpu_threads,
+            accelerator=make_accelerator(acc),
+            memory_budget_mb=models.memory_budget_mb,
+            invoke_deadline_ms=acc.invoke_deadline_ms,
+            reattach_backoff_s=(acc.reattach_initial_s, acc.reattach_max_s),
             on_event=on_event,
         )
-        if not models.get("public_key"):
+        if not models.public_key:
             # Verified, but by a key whose private half is in the repository: fine for development,
             # worthless on a device. Said at every start so a shipped configuration cannot hide it.
             engine.events.emit("development-key", f"models.public_key is not set: trusting the development key "
@@ -195,11 +192,11 @@ class Engine(AcceleratorFailover):
         """Load + validate + warm a tier; a bad tier raises ModelError (the caller records it)."""
         try:
             manifest = self.manifest
-            cpu = TierRuntime(manifest, tier, "cpu", self._interp, threads=self.threads)
+            cpu = TierRuntime(manifest, tier, "cpu", self._cpu, threads=self.threads)
             cpu.warm_up(self.warmup_runs)
-            accel, note, invoker = self._build_accel(manifest, tier)
-            slot = TierSlot(tier, cpu, accel, note)
-            slot.invoker = invoker
+            slot = TierSlot(tier, cpu)
+            if self.accelerator is not None:
+                self.accelerator.attach(manifest, slot)
         except ModelError as e:
             self.events.emit("tier_refused", str(e), tier=tier.name)
             raise
@@ -213,7 +210,8 @@ class Engine(AcceleratorFailover):
         """
         with self._lock:  # no swap while a frame is open (from here to the end of invoke())
             self._frame_open = True
-            self._frame_rt = rt = self._active.current()
+            self._frame_slot = slot = self._active
+            self._frame_rt = rt = slot.current()
         return rt.input_view()
 
     def invoke(self) -> InferenceOutput:
@@ -227,26 +225,18 @@ class Engine(AcceleratorFailover):
         finally:
             with self._lock:
                 self._frame_open = False
-                self._frame_rt = None
+                self._frame_slot = self._frame_rt = None
             if self._pending is not None:
                 self._swap_in_pending()
 
     def _run_frame(self) -> InferenceOutput:
-        slot = self._active
-        rt = self._frame_rt if self._frame_rt is not None else slot.current()
-        fallback = None
+        slot = self._frame_slot or self._active
+        rt = self._frame_rt or slot.current()
         t0 = time.perf_counter()
         if rt is slot.accel:
-            try:
-                if slot.invoker is not None:
-                    slot.invoker.run(rt.run, self.invoke_deadline_ms / 1e3)
-                else:
-                    rt.run()
-            except (AcceleratorFailure, RuntimeError, ValueError) as e:
-                fallback = self._accelerator_failed(slot, e)
-                slot.cpu.copy_input_from(rt)
+            fallback = self.accelerator.run(slot, rt)
+            if fallback is not None:  # the device failed: the frame was rerun on the CPU twin
                 rt = slot.cpu
-                rt.run()
         else:
             rt.run()
             fallback = slot.accel_note
@@ -259,6 +249,10 @@ class Engine(AcceleratorFailover):
         if fallback is not None and self.accelerator is not None:
             self._fallback_frames += 1
         return out
+
+    def _all_slots(self) -> list[TierSlot]:
+        with self._lock:
+            return list({*self._resident.values(), self._active, *([self._pending] if self._pending else [])})
 
     # -- tier swap ----------------------------------------------------------------------------
     def request_tier(self, name: str, *, wait: bool = False, timeout: float | None = 60.0) -> Future:
@@ -312,8 +306,7 @@ class Engine(AcceleratorFailover):
 
     def _wants_accel(self, slot: TierSlot) -> bool:
         """A resident tier built while the accelerator was away, which it could now use."""
-        acc = self.accelerator
-        return acc is not None and acc.loaded and slot.accel is None and acc.key in slot.tier.files
+        return self.accelerator is not None and self.accelerator.could_attach(slot)
 
     def _load_for_swap(self, tier: Tier, fut: Future, manifest: Manifest) -> None:
         try:
@@ -456,7 +449,8 @@ class Engine(AcceleratorFailover):
         }
 
     def close(self) -> None:
-        self._closing.set()
+        if self.accelerator is not None:
+            self.accelerator.close()
         with self._lock:
             self._closed = True
             slots = {*self._resident.values(), self._active} | ({self._pending} if self._pending else set())

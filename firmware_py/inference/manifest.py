@@ -87,9 +87,6 @@ class Tier:
     latency_ms: dict = field(default_factory=dict)
     energy_mj: dict = field(default_factory=dict)
 
-    def file_for(self, backend: str) -> ModelFile | None:
-        return self.files.get(backend)
-
 
 @dataclass(frozen=True)
 class Manifest:
@@ -313,5 +310,5 @@ def load_manifest(path: str) -> Manifest:
         with open(path, "rb") as f:
             text = f.read()
     except FileNotFoundError:
-        raise ModelError(f"{path}: manifest not found; install the model set or set models.dir") from None
+        raise ModelError(f"{path}: manifest not found; install the model set or set models.manifest") from None
     return parse_manifest(text, path)

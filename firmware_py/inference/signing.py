@@ -2,7 +2,8 @@
 
 What is signed: the exact bytes of manifest.yaml. The manifest lists every model file with its
 sha256 and size, so the signature covers the whole set; verification then checks that the folder
-holds exactly the listed .tflite files (no missing, no extra) with those digests.
+holds exactly the listed model files (no missing, and no unlisted file of any registered model format,
+firmware_py.inference.formats) with those digests.
 
 Signature file (manifest.yaml.sig), one line of ASCII:
     ed25519 <key id: first 16 hex digits of sha256(raw public key)> <base64 signature>
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware_py.errors import ModelError, SecurityError
+from firmware_py.inference.formats import model_suffixes
 from firmware_py.inference.manifest import Manifest, parse_manifest
 
 MANIFEST = "manifest.yaml"
@@ -171,22 +173,24 @@ def verify_signature(manifest_bytes: bytes, sig_path: str, public: Ed25519Public
         ) from None
 
 
-def _tflite_files(root: str) -> set[str]:
+def _model_files(root: str) -> set[str]:
+    """Files of any registered model format below root (outside the unsigned folders)."""
+    suffixes = model_suffixes()
     found = set()
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir == ".":
             dirnames[:] = [d for d in dirnames if d not in UNSIGNED_DIRS]
         for name in filenames:
-            if name.endswith(".tflite"):
+            if name.endswith(suffixes):
                 found.add(os.path.normpath(os.path.join(rel_dir, name)))
     return found
 
 
 def check_files(manifest: Manifest, root: str) -> None:
-    """Every listed file present with its size and sha256; no unlisted .tflite in the folder."""
+    """Every listed file present with its size and sha256; no unlisted model file of any format."""
     listed = {os.path.normpath(f.path): f for f in manifest.files()}
-    present = _tflite_files(root)
+    present = _model_files(root)
     extra = sorted(present - set(listed))
     if extra:
         raise ModelSetRefused(

@@ -13,11 +13,12 @@ if TYPE_CHECKING:
 class TierSlot:
     """A resident tier: its CPU twin, plus its accelerator build when one is attached."""
 
-    def __init__(self, tier: Tier, cpu: TierRuntime, accel: TierRuntime | None, accel_note: str | None):
+    def __init__(self, tier: Tier, cpu: TierRuntime):
         self.tier = tier
         self.cpu = cpu
-        self.accel = accel
-        self.accel_note = accel_note  # why the accelerator build is not used (None when it is)
+        # Set by the engine's Accelerator (failover.py), which alone changes them afterwards.
+        self.accel: TierRuntime | None = None
+        self.accel_note: str | None = None  # why the accelerator build is not used (None when it is)
         self.invoker: DeadlineInvoker | None = None
 
     @property

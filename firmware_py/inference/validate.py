@@ -116,7 +116,7 @@ def _check_quant(path: str, which: str, detail: dict, dtype: str, promised: Quan
     return scale, zp
 
 
-def check_tensors(tier: Tier, path: str, inputs: list[dict], outputs: list[dict], require_int8: bool = True) -> dict:
+def check_tensors(tier: Tier, path: str, inputs: list[dict], outputs: list[dict]) -> dict:
     """Compare the interpreter's I/O tensors with the tier's manifest entry."""
     if len(inputs) != 1:
         raise ModelCheckError("inputs", f"{path}: {len(inputs)} input tensors; the engine feeds exactly one, "
@@ -126,12 +126,12 @@ def check_tensors(tier: Tier, path: str, inputs: list[dict], outputs: list[dict]
                               "rebuild the model with a single output")
     inp, out = inputs[0], outputs[0]
     in_dtype = np.dtype(inp["dtype"]).name
-    if require_int8 and in_dtype in ("float32", "float16"):
+    if in_dtype in ("float32", "float16"):
         raise ModelCheckError(
             "float", f"{path}: float model ({in_dtype} input) where int8 is required; "
             "ship the int8-quantized build of this tier"
         )
-    if require_int8 and in_dtype == "uint8":
+    if in_dtype == "uint8":
         raise ModelCheckError(
             "dtype", f"{path}: uint8 input where int8 is required (the preprocessor writes int8); "
             "rebuild with inference_input_type=tf.int8"

@@ -1,4 +1,4 @@
-"""Entry point for `firmware-py models build|evaluate` (dispatched by firmware_py.inference.cli).
+"""Entry point for `firmware-py models build|evaluate` (dispatched by firmware_py.cli.models).
 
 `main(argv)` receives the subcommand first: ["build", "--data", DIR, ...] or
 ["evaluate", "--data", DIR, "--json", PATH]. Exit codes: 0 ok, 2 usage/data error, 1 failure.
