@@ -6,6 +6,7 @@ no child process.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -259,3 +260,31 @@ def test_notifier_is_a_no_op_outside_systemd_and_keeps_status_on_one_line(tmp_pa
     assert n.watchdog_interval_s is None  # the watchdog is some other process's
     assert n.status("line one\nREADY=1")
     assert notify.drain() == [{"STATUS": "line one READY=1"}]
+
+
+def test_a_result_sink_registered_in_one_place_receives_every_result(tmp_path):
+    """Where to add a result sink: one factory registered with SINKS; the daemon opens it."""
+    from firmware_py.results import SINKS
+
+    class MemorySink:
+        def __init__(self):
+            self.records, self.closed = [], False
+
+        def write(self, record):
+            self.records.append(record)
+
+        def close(self):
+            self.closed = True
+
+    opened: list[MemorySink] = []
+    SINKS.register("memory")(lambda output: opened.append(MemorySink()) or opened[-1])
+    try:
+        daemon = make_daemon(tmp_path, policy_period_s=3600.0)
+        daemon.cfg = daemon.cfg.replace(run={"max_frames": 5})
+        daemon.run()
+    finally:
+        SINKS.unregister("memory")
+    (sink,) = opened
+    assert sink.closed and len(sink.records) == daemon.proc.processed >= 5
+    lines = (tmp_path / "r.jsonl").read_text().splitlines()
+    assert [r.seq for r in sink.records] == [json.loads(line)["seq"] for line in lines]

@@ -13,6 +13,7 @@ from firmware_py.drivers.recorder import MIN_RECORD_BYTES
 from firmware_py.inference.accelerators import ACCELERATORS
 from firmware_py.power import BATTERIES, THERMALS
 from firmware_py.registry import Key, Section
+from firmware_py.results import SINKS
 
 __all__ = ["SCHEMA", "Key", "Section", "defaults", "number_text"]
 
@@ -128,6 +129,7 @@ SCHEMA = Section({
         "status_interval_s": Key("float", 1.0, "Period of the live status line (stderr); 0 disables it.",
                                  min=0, max=3600),
         "print_results": Key("bool", False, "Also print every result to stdout when `results` is a file."),
+        **SINKS.sections(),  # options of result sinks that declare keys, as output.<sink>
     }),
     "console": Section({
         "port": Key("str", None, "Serial port (device path or pyserial URL) of the technician's service console. "

@@ -39,7 +39,7 @@ from firmware_py.daemon.systemd import SystemdNotifier
 from firmware_py.daemon.tiers import TierController
 from firmware_py.errors import FirmwareError
 from firmware_py.power import TierPolicy, make_battery, make_thermal
-from firmware_py.results import JsonLinesSink, ResultJournal
+from firmware_py.results import SINKS, ResultJournal
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +121,9 @@ class Daemon:
         if self._given_sinks is not None:
             self.sinks.extend(self._given_sinks)
             return
-        out = self.cfg.output
-        self.sinks.append(JsonLinesSink(out.results))
-        if out.results != "-" and out.print_results:
-            self.sinks.append(JsonLinesSink("-"))
-        self.journal = ResultJournal(out.journal) if out.journal else None
-        if self.journal:
-            self.sinks.append(self.journal)
+        self.sinks.extend(SINKS.open(self.cfg.output))
+        # Events (probe, engine, security) are journaled beside the results.
+        self.journal = next((s for s in self.sinks if isinstance(s, ResultJournal)), None)
 
     def _probe_source(self):
         c = self.cfg

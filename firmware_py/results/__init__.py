@@ -1,5 +1,9 @@
-"""Where results go: JSON lines (stdout or a file) and a durable SQLite journal."""
-from firmware_py.results.journal import ResultJournal
-from firmware_py.results.sinks import JsonLinesSink, ResultRecord
+"""Where results go: JSON lines (stdout or a file) and a durable SQLite journal.
 
-__all__ = ["JsonLinesSink", "ResultJournal", "ResultRecord"]
+Each sink registers itself with ``SINKS`` in its own module; importing a module here is its
+one registration line.
+"""
+from firmware_py.results.sinks import SINKS, JsonLinesSink, ResultRecord
+from firmware_py.results.journal import ResultJournal
+
+__all__ = ["SINKS", "JsonLinesSink", "ResultJournal", "ResultRecord"]

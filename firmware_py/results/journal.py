@@ -12,7 +12,7 @@ import threading
 import time
 
 from firmware_py.errors import FirmwareError
-from firmware_py.results.sinks import ResultRecord
+from firmware_py.results.sinks import SINKS, ResultRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -83,3 +83,8 @@ class ResultJournal:
         with self._lock:
             self._db.execute("COMMIT")
             self._db.close()
+
+
+@SINKS.register("journal")
+def _journal(output) -> ResultJournal | None:
+    return ResultJournal(output.journal) if output.journal else None

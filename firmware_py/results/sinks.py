@@ -1,11 +1,19 @@
-"""One result per processed frame, as a JSON object on its own line."""
+"""One result per processed frame: the record, the sink registry, and the JSON-lines sinks.
+
+A sink is an object with ``write(record)`` and ``close()``. The daemon opens every registered
+sink factory in registration order (``SINKS.open(cfg.output)``); a factory returns its sink, or
+None when the configuration leaves it off. A sink with options declares them with
+``keys={...}`` and reads them from ``output.<name>`` (the schema picks the sub-section up).
+"""
 from __future__ import annotations
 
 import json
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Callable
+
+from firmware_py.registry import Key, Section
 
 
 @dataclass
@@ -45,3 +53,54 @@ class JsonLinesSink:
     def close(self) -> None:
         if self._own:
             self._fh.close()
+
+
+class SinkRegistry:
+    def __init__(self):
+        self._factories: dict[str, Callable[[Any], Any]] = {}
+        self._sections: dict[str, Section] = {}
+
+    def register(self, name: str, *, keys: dict[str, Key] | None = None):
+        def add(factory: Callable[[Any], Any]):
+            if name in self._factories:
+                raise ValueError(f"result sink {name!r} is already registered")
+            self._factories[name] = factory
+            if keys:
+                self._sections[name] = Section(keys, doc=f"Options of the `{name}` result sink.")
+            return factory
+
+        return add
+
+    def unregister(self, name: str) -> None:
+        del self._factories[name]
+        self._sections.pop(name, None)
+
+    def sections(self) -> dict[str, Section]:
+        return dict(self._sections)
+
+    def open(self, output) -> list:
+        """Every configured sink; the ones already open are closed again if a later one fails."""
+        sinks: list = []
+        try:
+            for factory in self._factories.values():
+                sink = factory(output)
+                if sink is not None:
+                    sinks.append(sink)
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
+        return sinks
+
+
+SINKS = SinkRegistry()
+
+
+@SINKS.register("results")
+def _results_file(output) -> JsonLinesSink:
+    return JsonLinesSink(output.results)
+
+
+@SINKS.register("print_results")
+def _stdout_copy(output) -> JsonLinesSink | None:
+    return JsonLinesSink("-") if output.results != "-" and output.print_results else None
