@@ -1,7 +1,8 @@
 """Build model-set folders (manifest.yaml + .tflite + signature) from the committed fixtures.
 
 Used by tests/test_inference_*.py and tests/test_signing_*.py; the manifest fields are read from
-the real models with the tflite_runtime Interpreter, as the trainer's build step does.
+the real models with the project's interpreter (firmware_py.inference.backend: tflite-runtime or
+ai-edge-litert, whichever is installed), as the trainer's build step does.
 """
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ def fixture(name: str) -> str:
     return os.path.join(DATA, name)
 
 
-def _io(path: str):
-    from tflite_runtime.interpreter import Interpreter
+def _interpreter(path: str):
+    from firmware_py.inference.backend import interpreter_backend
 
-    it = Interpreter(model_path=path)
+    return interpreter_backend().Interpreter(model_path=path)
+
+
+def _io(path: str):
+    it = _interpreter(path)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
 
     def spec(d):
@@ -146,9 +151,7 @@ def fake_npu_hanging(lib: str) -> int:
 
 def reference_output(model: str, frame) -> np.ndarray:
     """Raw output tensor of `model` on `frame`, via the plain set_tensor/invoke/get_tensor path."""
-    from tflite_runtime.interpreter import Interpreter
-
-    it = Interpreter(model_path=fixture(model) if not os.path.isabs(model) else model)
+    it = _interpreter(fixture(model) if not os.path.isabs(model) else model)
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], frame)
     it.invoke()
