@@ -106,3 +106,27 @@ def test_state_changes_need_the_pin_and_wrong_pins_lock_the_console(console):
     assert "not a number" in term.ask("probe gain loud")
     term.ask("logout")
     assert "log in first" in term.ask("reload")
+
+
+def test_a_console_command_is_one_registered_function_listed_by_help():
+    """Where to add a console command: one @command function; help and the login rule follow."""
+    from firmware_py.console import ServiceConsole
+    from firmware_py.console.commands import COMMANDS, command
+
+    @command("uptime", "uptime", "seconds since start", login=True)
+    def _uptime(console, args):
+        return f"ok: up {console.daemon.uptime_s:.0f} s"
+
+    class Daemon:
+        uptime_s = 42.0
+
+    console = ServiceConsole("loop://", Daemon(), pin_sha256=pin_digest(PIN))
+    try:
+        assert "uptime" in console.execute("help") and "seconds since start (login)" in console.execute("help")
+        assert console.execute("uptime") == "error: log in first: login PIN"
+        assert console.execute(f"login {PIN}") == "ok: logged in"
+        assert console.execute("UPTIME") == "ok: up 42 s"
+    finally:
+        del COMMANDS["uptime"]
+        console.stop()
+    assert "uptime" not in console.execute("help")

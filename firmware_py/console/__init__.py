@@ -10,31 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import threading
 import time
 
 import serial
 
+from firmware_py.console.commands import COMMANDS
 from firmware_py.errors import FirmwareError
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 256
 LOCKOUT_AFTER = 3
-
-HELP = """commands:
-  status                 the live status line
-  counters               frame and byte counters of the probe link and the pipeline (JSON)
-  tiers                  the model ladder, the active tier and the backend
-  login PIN | logout     technician login (needed for the commands below)
-  tier NAME | tier auto  pin a tier (power policy off) or give the choice back to the policy
-  reload                 re-verify and reload the signed model set
-  probe CMD VALUE        send freeze / depth / gain / frame_rate to the probe
-  restart                reopen the probe link (new session and handshake)
-  help"""
-
 
 def pin_digest(pin: str) -> str:
     return hashlib.sha256(pin.encode("utf-8")).hexdigest()
@@ -94,25 +82,27 @@ class ServiceConsole:
         except (serial.SerialException, OSError):
             pass
 
-    # -- commands ----------------------------------------------------------------------------
+    # -- commands (the table is in console/commands.py) ----------------------------------------
     def execute(self, text: str) -> str:
         words = text.split()
         if not words:
             return ""
-        cmd, args = words[0].lower(), words[1:]
-        handler = getattr(self, f"_cmd_{cmd}", None)
-        if handler is None:
-            return f"error: unknown command '{cmd}'; type help"
-        if cmd in ("tier", "reload", "probe", "restart") and not (cmd == "tier" and not args):
+        name, args = words[0].lower(), words[1:]
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            return f"error: unknown command '{name}'; type help"
+        if cmd.login:
             denied = self._require_login()
             if denied:
                 return denied
         try:
-            return handler(args)
-        except FirmwareError as exc:
+            return cmd.run(self, args)
+        except (FirmwareError, ValueError) as exc:
             return f"error: {exc}"
-        except ValueError as exc:
-            return f"error: {exc}"
+
+    def post(self, name: str, /, **args) -> str:
+        """A state change, through the daemon's command queue: the reply is the real outcome."""
+        return self.daemon.commands.call(name, source="console", **args)
 
     def _require_login(self) -> str | None:
         if self.pin_sha256 is None:
@@ -121,30 +111,14 @@ class ServiceConsole:
             return "error: log in first: login PIN"
         return None
 
-    def _cmd_help(self, args) -> str:
-        return HELP
-
-    def _cmd_status(self, args) -> str:
-        return self.daemon.status_text()
-
-    def _cmd_counters(self, args) -> str:
-        return json.dumps(self.daemon.counters(), sort_keys=True)
-
-    def _cmd_tiers(self, args) -> str:
-        e = self.daemon.engine
-        return (f"ladder {', '.join(e.ladder)}; active {e.active_tier.name} on {e.backend_name} "
-                f"({self.daemon.tiers.mode})")
-
-    def _cmd_login(self, args) -> str:
+    def login(self, pin: str) -> str:
         now = self._clock()
         if now < self._locked_until:
             return f"error: console locked after {LOCKOUT_AFTER} wrong PINs; try again in " \
                    f"{self._locked_until - now:.0f} s"
         if self.pin_sha256 is None:
             return "error: no technician PIN is configured (console.pin_sha256)"
-        if len(args) != 1:
-            return "error: usage: login PIN"
-        if hmac.compare_digest(pin_digest(args[0]), self.pin_sha256.lower()):
+        if hmac.compare_digest(pin_digest(pin), self.pin_sha256.lower()):
             self.logged_in, self.failures = True, 0
             log.warning("console: technician logged in")
             return "ok: logged in"
@@ -154,32 +128,3 @@ class ServiceConsole:
             self._locked_until, self.failures = now + self.lockout_s, 0
             return f"error: wrong PIN; console locked for {self.lockout_s:.0f} s"
         return f"error: wrong PIN ({LOCKOUT_AFTER - self.failures} tries left)"
-
-    def _cmd_logout(self, args) -> str:
-        self.logged_in = False
-        return "ok: logged out"
-
-    # State changes go through the daemon's command queue: its control thread applies them in
-    # order and the reply is the real outcome, not what was asked for.
-    def _post(self, name: str, /, **args) -> str:
-        return self.daemon.commands.call(name, source="console", **args)
-
-    def _cmd_tier(self, args) -> str:
-        if not args:
-            return self._cmd_tiers(args)
-        return self._post("tier", tier=args[0])
-
-    def _cmd_reload(self, args) -> str:
-        return self._post("reload")
-
-    def _cmd_restart(self, args) -> str:
-        return self._post("restart")
-
-    def _cmd_probe(self, args) -> str:
-        if len(args) != 2:
-            return "error: usage: probe freeze|depth|gain|frame_rate VALUE"
-        try:
-            value = float(args[1])
-        except ValueError:
-            return f"error: '{args[1]}' is not a number"
-        return self._post("probe", command=args[0].lower(), value=value)
