@@ -48,6 +48,8 @@ def run(args) -> int:
     cfg = cfg.replace(**overrides_from_args(args))
     logging.getLogger().setLevel(cfg.log.level.upper())
     daemon = Daemon(cfg)
-    code = daemon.run()
-    print(daemon.summary, flush=True)
-    return code
+    try:
+        return daemon.run()
+    finally:
+        if daemon.summary:  # also after a failure: what was received and processed until then
+            print(daemon.summary, flush=True)

@@ -37,7 +37,7 @@ from firmware_py.daemon.simulator_process import SimulatorProcess
 from firmware_py.daemon.status import Snapshot, StatusLine, format_status, format_summary
 from firmware_py.daemon.systemd import SystemdNotifier
 from firmware_py.daemon.tiers import TierController
-from firmware_py.errors import FirmwareError
+from firmware_py.errors import ConfigError, FirmwareError
 from firmware_py.power import TierPolicy, make_battery, make_thermal
 from firmware_py.results import SINKS, ResultJournal
 
@@ -55,10 +55,26 @@ class ConfiguredPort:
         self.url = url
 
     def start(self) -> str | None:
+        if self.url:
+            _check_port_url(self.url)
         return self.url
+
+    def failure(self) -> Exception | None:
+        return None  # an unplugged probe is the link's business: it reconnects and reports
 
     def stop(self) -> None:
         pass
+
+
+def _check_port_url(url: str) -> None:
+    """A URL pyserial cannot even parse is a configuration mistake, not a probe to wait for."""
+    import serial
+
+    try:
+        serial.serial_for_url(url, do_not_open=True)
+    except ValueError as exc:
+        raise ConfigError(f"probe.port {url!r} is not a device path or pyserial URL ({exc}); use e.g. "
+                          "/dev/serial/by-id/usb-... or /dev/ttyACM0") from None
 
 
 class Daemon:
@@ -109,6 +125,10 @@ class Daemon:
         # A tier named in the configuration is pinned (rigs benchmark one tier); `auto` lets the
         # power policy choose.
         start = c.models.start_tier
+        if start != "auto" and self.engine.active_tier.name != start:
+            why = self.engine.status()["refused"].get(start, "see the log above")
+            raise FirmwareError(f"models.start_tier {start} cannot be loaded ({why}); fix or re-sign that "
+                                "model, pin another tier, or set models.start_tier: auto")
         self.tiers = TierController(self.engine, self.policy, self.battery, self.thermal, self.latency,
                                     pinned=None if start == "auto" else self.engine.active_tier.name)
         if self.probe is None:
@@ -231,7 +251,7 @@ class Daemon:
             in_flight=stats.get("frames_in_progress", 0),
             connected=bool(stats.get("connected", False)), tier=self.engine.active_tier.name,
             backend=self.engine.backend_name, battery_percent=r.battery_percent, temperature_c=r.temperature_c,
-            p50_ms=p50, p99_ms=p99, last=self.frames.last)
+            p50_ms=p50, p99_ms=p99, last=self.frames.last, link_error=stats.get("last_error") or "")
 
     def status_text(self) -> str:
         return format_status(self.snapshot(time.monotonic() - self._started))
@@ -272,6 +292,11 @@ class Daemon:
         self.summary = format_summary(snap, self.frames.tiers_used)
         if self.proc.fatal is not None:
             raise FirmwareError(f"processing failed: {self.proc.fatal!r}; see the log above")
+        if snap.received == 0 and not self.stop_event.is_set():
+            # A bounded run (a demo, a rig) that never saw a frame failed, whatever the reason.
+            why = snap.link_error or "the probe sent nothing"
+            raise FirmwareError(f"no frame received in {snap.elapsed_s:.0f} s ({why}); check probe.port, the "
+                                "cable and that the probe is streaming")
         return 0
 
     def _control_loop(self, started: float) -> None:
@@ -287,6 +312,9 @@ class Daemon:
                 break
             if self.proc.fatal is not None:
                 break
+            problem = self.probe.failure()
+            if problem is not None:
+                raise problem
             if now >= next_policy:
                 self.tiers.step()
                 next_policy = now + self.policy_period_s

@@ -10,9 +10,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import tty
 
-from firmware_py.errors import LinkError
+from firmware_py.errors import ConfigError, LinkError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class SimulatorProcess:
         self._log_path = log_path
         self.proc: subprocess.Popen | None = None
         self._slave_fd: int | None = None
+        self._stderr = None
         self.port: str | None = None
 
     def command(self, master_fd: int) -> list[str]:
@@ -47,19 +49,31 @@ class SimulatorProcess:
         tty.setraw(master)
         self._slave_fd = slave
         self.port = os.ttyname(slave)
-        stderr = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
+        # Its stderr is kept: when the simulator exits early (no images in --images, a bad option)
+        # its one-line reason is what the daemon reports.
+        self._stderr = open(self._log_path, "a+b") if self._log_path else tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(self.command(master), pass_fds=(master,), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=stderr)
+                                         stdout=subprocess.DEVNULL, stderr=self._stderr)
         except OSError as exc:
             os.close(master)
             raise LinkError(f"cannot start the probe simulator ({exc}); check the installation") from None
-        finally:
-            if stderr is not subprocess.DEVNULL:
-                stderr.close()
         os.close(master)  # the child holds its own copy
         log.info("probe simulator pid %d on %s", self.proc.pid, self.port)
         return self.port
+
+    def failure(self) -> Exception | None:
+        """Why the simulator exited on its own, or None while it runs (or was stopped by us)."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        size = self._stderr.seek(0, os.SEEK_END)
+        self._stderr.seek(max(0, size - 4096))
+        lines = [ln.strip() for ln in self._stderr.read().decode("utf-8", "replace").splitlines()]
+        said = next((ln for ln in reversed(lines) if ln), f"exit status {self.proc.returncode}")
+        said = said.removeprefix("probe-sim: ")
+        if self.proc.returncode == 2:  # the simulator's usage errors are configuration errors here
+            return ConfigError(f"the probe simulator refused its settings: {said}; fix simulator.* (or --images)")
+        return LinkError(f"the probe simulator exited ({said}); see its log or run firmware-py probe-sim --pty")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -74,3 +88,6 @@ class SimulatorProcess:
         if self._slave_fd is not None:
             os.close(self._slave_fd)
             self._slave_fd = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None

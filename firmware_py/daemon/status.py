@@ -24,6 +24,7 @@ class Snapshot:
     p50_ms: float | None
     p99_ms: float | None
     last: str
+    link_error: str = ""  # the link's last error, shown while it is down
 
 
 def _fmt(v: float | None, spec: str, unit: str = "") -> str:
@@ -31,7 +32,7 @@ def _fmt(v: float | None, spec: str, unit: str = "") -> str:
 
 
 def format_status(s: Snapshot) -> str:
-    link = "" if s.connected else " LINK DOWN"
+    link = "" if s.connected else f" LINK DOWN ({s.link_error})" if s.link_error else " LINK DOWN"
     return (f"[{s.elapsed_s:6.1f}s] rx {s.received} proc {s.processed} drop {s.dropped_stale} "
             f"bad {s.corrupt + s.rejected} lost {s.lost_gap}{link} | tier {s.tier} ({s.backend}) | "
             f"batt {_fmt(s.battery_percent, '.0f', '%')} {_fmt(s.temperature_c, '.0f', 'C')} | "

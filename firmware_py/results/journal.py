@@ -36,6 +36,23 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+def _table_columns(db: sqlite3.Connection) -> dict[str, list[str]]:
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: [row[1] for row in db.execute(f"PRAGMA table_info({t})")] for t in tables}
+
+
+def _expected_columns() -> dict[str, list[str]]:
+    """What each table must hold: SCHEMA itself, applied to an empty in-memory database."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(SCHEMA)
+        return _table_columns(db)
+    finally:
+        db.close()
+
+
+_COLUMNS = _expected_columns()
+
 
 class ResultJournal:
     def __init__(self, path: str, *, batch: int = 32, max_delay_s: float = 0.5):
@@ -44,6 +61,14 @@ class ResultJournal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            found_tables = _table_columns(self._db)
+            for table, columns in _COLUMNS.items():
+                found = found_tables[table]
+                if found != columns:
+                    self._db.close()
+                    raise FirmwareError(f"journal {path} has a '{table}' table of another layout "
+                                        f"({', '.join(found)}); move the file aside or point output.journal at "
+                                        "a new file")
         except sqlite3.Error as exc:
             raise FirmwareError(f"cannot open journal {path} ({exc}); check output.journal points to a "
                                 f"writable SQLite file") from None

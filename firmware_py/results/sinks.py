@@ -13,6 +13,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Callable
 
+from firmware_py.errors import FirmwareError
 from firmware_py.registry import Key, Section
 
 
@@ -41,7 +42,11 @@ class JsonLinesSink:
 
     def __init__(self, target: str = "-"):
         self._own = target != "-"
-        self._fh: IO[str] = open(target, "a", encoding="utf-8") if self._own else sys.stdout
+        try:
+            self._fh: IO[str] = open(target, "a", encoding="utf-8") if self._own else sys.stdout
+        except OSError as exc:
+            raise FirmwareError(f"cannot write results to {target} ({exc.strerror}); create its folder or point "
+                                "output.results (--results) at a writable file") from None
         self._lock = threading.Lock()
 
     def write(self, record: ResultRecord) -> None:
