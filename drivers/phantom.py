@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from firmware_py.geometry import Geometry, ProbeKind
+from firmware_py.geometry import Geometry, geometry_class, kind_named
 
 
 @dataclass(frozen=True)
@@ -44,17 +44,7 @@ class GroundTruth:
 
 def cell_positions_mm(g: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """(x, z) in mm of every (line, sample) cell centre, each of shape (n_lines, n_samples)."""
-    k = np.arange(g.n_samples)
-    depth = g.start_depth_mm + (k + 0.5) * (g.end_depth_mm - g.start_depth_mm) / g.n_samples
-    i = np.arange(g.n_lines)
-    lateral = -g.width / 2 + (i + 0.5) * g.width / g.n_lines
-    if g.kind == ProbeKind.LINEAR:
-        return np.broadcast_to(lateral[:, None], (g.n_lines, g.n_samples)), np.broadcast_to(
-            depth[None, :], (g.n_lines, g.n_samples))
-    r = g.radius_mm if g.kind == ProbeKind.CONVEX else 0.0
-    theta = np.radians(lateral)[:, None]
-    rho = (r + depth)[None, :]
-    return rho * np.sin(theta), rho * np.cos(theta) - r
+    return g.forward_mm(g.line_laterals()[:, None], g.sample_depths_mm()[None, :])
 
 
 def default_lesions(g: Geometry) -> tuple[Lesion, ...]:
@@ -63,8 +53,7 @@ def default_lesions(g: Geometry) -> tuple[Lesion, ...]:
     depth = g.end_depth_mm - g.start_depth_mm
     r = max(depth * 0.08, 1.0)
     zs = [g.start_depth_mm + depth * f for f in (0.3, 0.5, 0.72)]
-    # keep lesions inside the sector for convex/phased probes: stay near the centre line
-    span = (x1 - x0) * (0.25 if g.kind == ProbeKind.LINEAR else 0.12)
+    span = (x1 - x0) * g.phantom_lesion_offset
     return (
         Lesion(-span, zs[0], r, -40.0),
         Lesion(span, zs[1], r * 1.2, -9.0),
@@ -92,9 +81,7 @@ class SpecklePhantom:
             inside = (x - les.x_mm) ** 2 + (z - les.z_mm) ** 2 <= les.radius_mm ** 2
             gain_db[inside] = max(les.echogenicity_db, -80.0)
             mask |= inside
-        k = np.arange(geometry.n_samples)
-        depth_cm = (geometry.start_depth_mm
-                    + (k + 0.5) * (geometry.end_depth_mm - geometry.start_depth_mm) / geometry.n_samples) / 10
+        depth_cm = geometry.sample_depths_mm() / 10
         gain_db -= (attenuation_db_cm_mhz * frequency_mhz * 2 * depth_cm)[None, :]
         # Rayleigh mean is sqrt(pi/2) sigma; leave ~12 dB headroom for bright speckle and lesions
         self._amplitude = (10 ** (gain_db / 20)) * 10 ** (-12 / 20)
@@ -140,16 +127,9 @@ def _box_smooth(a: np.ndarray, n: int, axis: int) -> np.ndarray:
 def make_geometry(kind: str = "linear", n_lines: int = 128, n_samples: int = 512, bits: int = 8,
                   start_depth_mm: float = 0.0, end_depth_mm: float | None = None,
                   tgc_db: tuple[float, ...] | None = None) -> Geometry:
-    """Typical probe geometries: linear 38 mm aperture to 40 mm, convex 60 deg / R 50 mm to 150 mm,
-    phased 75 deg to 140 mm."""
-    kind = kind.lower()
-    if kind == "linear":
-        return Geometry(ProbeKind.LINEAR, n_lines, n_samples, bits, start_depth_mm,
-                        end_depth_mm or 40.0, 38.4, 0.0, tgc_db)
-    if kind == "convex":
-        return Geometry(ProbeKind.CONVEX, n_lines, n_samples, bits, start_depth_mm,
-                        end_depth_mm or 150.0, 60.0, 50.0, tgc_db)
-    if kind == "phased":
-        return Geometry(ProbeKind.PHASED, n_lines, n_samples, bits, start_depth_mm,
-                        end_depth_mm or 140.0, 75.0, 0.0, tgc_db)
-    raise ValueError(f"unknown probe geometry {kind!r}; use linear, convex or phased")
+    """A typical geometry of a kind named in the registry (each class's ``typical``): linear 38 mm
+    aperture to 40 mm, convex 60 deg / R 50 mm to 150 mm, phased 75 deg to 140 mm."""
+    code = kind_named(kind)
+    t = geometry_class(code).typical
+    return Geometry(code, n_lines, n_samples, bits, start_depth_mm, end_depth_mm or t["end_depth_mm"],
+                    t["width"], t["radius_mm"], tgc_db)

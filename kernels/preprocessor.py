@@ -21,7 +21,6 @@ except ImportError as exc:  # a source checkout without the compiled extension
         f"firmware_py.kernels._preprocess is not compiled ({exc}): run "
         "`python setup.py build_ext --inplace` (or `pip install -e .`) in the repository"
     ) from exc
-from firmware_py.geometry import ProbeKind
 from firmware_py.kernels.scan_lut import ScanLUT, build_linear_axes, build_scan_lut
 
 _MAX_GRID = 4096
@@ -172,7 +171,7 @@ class Preprocessor:
             self._q = q
             self._lut = lut
             self._fast_run = None
-            if geometry.kind == ProbeKind.LINEAR:
+            if geometry.separable:  # the kind says whether rows and columns interpolate apart
                 self._plan = self._linear_plan(geometry, q)
                 if not self.speckle_filter:
                     self._fast_run = self._plan.run_checked

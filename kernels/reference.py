@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from firmware_py.geometry import Geometry, ProbeKind
+from firmware_py.geometry import Geometry
 
 __all__ = [
     "tgc_db_per_sample",
@@ -69,14 +69,8 @@ def source_coordinates(geometry: Geometry, out_h: int, out_w: int):
     z = z0 + (np.arange(out_h) + 0.5) * (z1 - z0) / out_h
     xx, zz = np.meshgrid(x, z)
     s, e = geometry.start_depth_mm, geometry.end_depth_mm
-    if geometry.kind == ProbeKind.LINEAR:
-        u = (xx + geometry.width / 2.0) / geometry.width * geometry.n_lines
-        depth = zz
-    else:
-        r = geometry.radius_mm if geometry.kind == ProbeKind.CONVEX else 0.0
-        theta = np.degrees(np.arctan2(xx, zz + r))
-        u = (theta + geometry.width / 2.0) / geometry.width * geometry.n_lines
-        depth = np.hypot(xx, zz + r) - r
+    lateral, depth = geometry.inverse_mm(xx, zz)
+    u = (lateral + geometry.width / 2.0) / geometry.width * geometry.n_lines
     v = (depth - s) / (e - s) * geometry.n_samples
     inside = (u >= 0) & (u <= geometry.n_lines) & (v >= 0) & (v <= geometry.n_samples)
     return u, v, inside

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_py.geometry import Geometry, ProbeKind
+from firmware_py.geometry import Geometry
 from firmware_py.kernels import reference
 
 Q15_ONE = 32768
@@ -82,9 +82,10 @@ class LinearAxes:
 
 
 def build_linear_axes(geometry: Geometry, out_h: int, out_w: int) -> LinearAxes:
-    """Per-row and per-column tables of a linear geometry, from the same float64 positions."""
-    if geometry.kind != ProbeKind.LINEAR:
-        raise ValueError(f"build_linear_axes needs a linear geometry, got {geometry.kind.name}")
+    """Per-row and per-column tables of a separable geometry (``geometry.separable``: a linear
+    probe), from the same float64 positions."""
+    if not geometry.separable:
+        raise ValueError(f"build_linear_axes needs a separable geometry such as linear, got {geometry.kind_name}")
     u, v, inside = reference.source_coordinates(geometry, out_h, out_w)
     u, v = u[0, :], v[:, 0]  # u depends on the column only, v on the row only
     col_in = (u >= 0) & (u <= geometry.n_lines)
