@@ -7,7 +7,7 @@ DURATION ?= 20
 OUT      ?= out
 PYTEST_ARGS ?=
 BIN       = $(VENV)/bin
-SOURCES   = setup.py pyproject.toml $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.h)
+SOURCES   = setup.py pyproject.toml $(wildcard kernels/*.pyx kernels/*.pxd kernels/c/*.c kernels/c/*.h)
 
 DATA     ?= ../shared/data
 

@@ -25,16 +25,28 @@ if os.environ.get("FIRMWARE_PY_VEC_REPORT"):
     COMPILE_ARGS.append("-fopt-info-vec-optimized")
 
 
+# The kernels' C (kernels/c/): each .pyx that calls into C names its .c files here; all of
+# them include the shared kernels/c/fwpy_simd.h.
+KERNEL_C = os.path.join("kernels", "c")
+C_SOURCES = {
+    "_preprocess": [os.path.join(KERNEL_C, "fwpy_fused.c")],
+    "_linear": [os.path.join(KERNEL_C, "fwpy_linear.c")],
+}
+
+
 def kernel_extensions():
     exts = []
+    # Every header as a dependency: editing one rebuilds the extensions (build_ext compares them
+    # with the built module; cythonize only tracks the .pyx).
+    headers = sorted(glob.glob(os.path.join(KERNEL_C, "*.h")))
     for pyx in sorted(glob.glob(os.path.join("kernels", "*.pyx"))):
         name = os.path.splitext(os.path.basename(pyx))[0]
         exts.append(
             Extension(
                 f"firmware_py.kernels.{name}",
-                [pyx],
-                include_dirs=[numpy.get_include(), "kernels"],  # kernels/fwpy_simd.h
-                depends=glob.glob(os.path.join("kernels", "*.h")),
+                [pyx] + C_SOURCES.get(name, []),
+                include_dirs=[numpy.get_include(), KERNEL_C],
+                depends=headers,
                 extra_compile_args=COMPILE_ARGS,
                 extra_link_args=LINK_ARGS,
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
@@ -89,7 +101,7 @@ setup(
     package_data={
         "firmware_py": ["config/*.yaml"],
         "firmware_py.models": ["manifest.yaml", "manifest.yaml.sig", "*.tflite", "keys/*.pub"],
-        "firmware_py.kernels": ["*.pyx", "*.pxd", "*.h"],
+        "firmware_py.kernels": ["*.pyx", "*.pxd", "c/*.c", "c/*.h"],
     },
     ext_modules=cythonize(
         kernel_extensions(),

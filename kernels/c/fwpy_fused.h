@@ -1,0 +1,27 @@
+/* Row loops of the fused kernel (kernels/_preprocess.pyx, FusedPlan): gather + blend per
+   output row; fwpy_fused.c has why they are C rather than Cython. */
+#ifndef FWPY_FUSED_H
+#define FWPY_FUSED_H
+
+#include <stdint.h>
+
+typedef struct {
+    const void *src;          /* (n_lines, n_samples) uint8 or uint16, C-contiguous */
+    int wide;                 /* 1: uint16 samples through table */
+    const int16_t *table;     /* uint16 amplitude -> display in units of 1/q (16-bit only) */
+    const uint32_t *gpair;    /* per output pixel: TGC of its samples k0, k0 + 1 (int16 pair,
+                                 units of 1/q), or NULL without TGC */
+    const int32_t *lut;       /* element offset line * n_samples + sample of the upper-left
+                                 cell; 0 outside (ws = 0xFFFF there selects the fill) */
+    const uint16_t *wl, *ws;  /* Q15 weights of the next line / next sample; ws 0xFFFF outside */
+    long width, n_samples, line_step;
+    int q;                    /* display values are in units of 1/q */
+    float a, b;               /* code = rint(display * a + b) */
+    int fill_code;
+    int8_t *out;
+} fwpy_job;
+
+/* Output rows r0 .. r1 - 1 into j->out; buf: 12 * width bytes of row scratch (per thread). */
+void fwpy_rows(const fwpy_job *j, int r0, int r1, char *buf);
+
+#endif
