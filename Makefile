@@ -11,13 +11,15 @@ SOURCES   = setup.py pyproject.toml $(wildcard kernels/*.pyx kernels/*.pxd kerne
 
 DATA     ?= ../shared/data
 
-.PHONY: demo test test-train bench models clean help
+.PHONY: demo test test-train test-interpreter test-arm64 bench models clean help
 
 help:
 	@echo "make demo [DURATION=20]   run the daemon against the probe simulator for DURATION seconds"
 	@echo "make test [PYTEST_ARGS=]  run the test suite"
 	@echo "make bench                run the benchmarks, JSON into $(OUT)/bench"
 	@echo "make test-train           install the train extra (TensorFlow) and run the model-build smoke test"
+	@echo "make test-interpreter     the suite in .venv-NAME with only INTERPRETER=NAME installed [$(INTERPRETER)]"
+	@echo "make test-arm64           the suite on emulated aarch64 (root) [ARM64_SUITE=$(ARM64_SUITE) ARM64_CPU=$(ARM64_CPU)]"
 	@echo "make models DATA=DIR      rebuild the model zoo from the data (installs the train extra)"
 
 $(BIN)/python:
@@ -47,6 +49,17 @@ test: $(VENV)/.installed-test
 
 test-train: $(VENV)/.installed-train
 	$(BIN)/python -c "import tensorflow" && $(BIN)/python -m pytest tests/test_models_build_smoke.py $(PYTEST_ARGS)
+
+# The interpreter package that `make test` does not install (README "Interpreter"), alone in its venv.
+INTERPRETER ?= ai-edge-litert
+test-interpreter:
+	FIRMWARE_PY_INTERPRETER=$(INTERPRETER) $(MAKE) test VENV=.venv-$(INTERPRETER)
+
+# aarch64 under qemu-user emulation of the Pi's CPU, cached in .cache/arm64 (tools/arm64-test.sh).
+ARM64_SUITE ?= bookworm
+ARM64_CPU   ?= cortex-a72
+test-arm64:
+	ARM64_SUITE=$(ARM64_SUITE) ARM64_CPU=$(ARM64_CPU) bash tools/arm64-test.sh
 
 models: $(VENV)/.installed-train
 	$(BIN)/firmware-py models build --data $(DATA)

@@ -69,11 +69,23 @@ def mapped_packages():
 
 PACKAGES, PACKAGE_DIR = mapped_packages()
 
-RUNTIME_DEPS = [
-    # tflite-runtime 2.14 is the last release and has wheels for Python <= 3.11 (x86_64, aarch64);
-    # on newer Pythons ai-edge-litert provides the same Interpreter API and accepts NumPy 2.
-    "tflite-runtime>=2.14,<2.15; python_version < '3.12'",
-    "ai-edge-litert>=1.0; python_version >= '3.12'",
+# The TFLite interpreter package (README "Interpreter"); FIRMWARE_PY_INTERPRETER=NAME at install
+# picks one and installs it alone. tflite-runtime 2.14 is the last release and has wheels for
+# Python <= 3.11 only; ai-edge-litert, its successor, has the same Interpreter API and accepts NumPy 2.
+INTERPRETERS = {
+    "tflite-runtime": "tflite-runtime>=2.14,<2.15",
+    "ai-edge-litert": "ai-edge-litert>=2.3,<2.4",
+}
+INTERPRETER = os.environ.get("FIRMWARE_PY_INTERPRETER")
+if INTERPRETER is None:
+    INTERPRETER_DEPS = [f"{INTERPRETERS['tflite-runtime']}; python_version < '3.12'",
+                        f"{INTERPRETERS['ai-edge-litert']}; python_version >= '3.12'"]
+elif INTERPRETER in INTERPRETERS:
+    INTERPRETER_DEPS = [INTERPRETERS[INTERPRETER]]
+else:
+    sys.exit(f"FIRMWARE_PY_INTERPRETER={INTERPRETER}: use one of {', '.join(INTERPRETERS)}")
+
+RUNTIME_DEPS = INTERPRETER_DEPS + [
     "numpy>=1.23,<2; python_version < '3.12'",
     "numpy>=1.26; python_version >= '3.12'",
     "pyserial>=3.5,<4",

@@ -6,14 +6,22 @@ import time
 
 import numpy as np
 
+from firmware_py.inference.backend import NoInterpreterError, interpreter_backend
+
+
+def interpreter_class():
+    """The daemon's interpreter package (firmware_py.inference.backend), or TensorFlow's own in a
+    build environment that has only TensorFlow."""
+    try:
+        return interpreter_backend().Interpreter
+    except NoInterpreterError:
+        from tensorflow.lite import Interpreter
+        return Interpreter
+
 
 def interpreter(model, threads: int = 1):
-    try:
-        from tflite_runtime.interpreter import Interpreter
-    except ImportError:  # build environments that only have TensorFlow
-        from tensorflow.lite import Interpreter
     kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": model}
-    it = Interpreter(num_threads=threads, **kw)
+    it = interpreter_class()(num_threads=threads, **kw)
     it.allocate_tensors()
     return it
 

@@ -3,7 +3,7 @@
     python -m firmware_py.models.build.manifest [--models-dir models] [--sign-key KEY]
 
 TensorFlow-free: file digests, sizes and the int8 tensor parameters are read from the .tflite files
-themselves with tflite-runtime, so the manifest always describes the bytes that ship. The manifest
+themselves with the daemon's interpreter, so the manifest always describes the bytes that ship. The manifest
 must be re-signed after every regeneration (firmware_py.inference.cli sign).
 """
 from __future__ import annotations
@@ -18,6 +18,8 @@ import sys
 
 import yaml
 
+from firmware_py.models.build.interp import interpreter_class
+
 MODELS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_VERSION = 1
 TASK_ORDER = {"classify": 0, "segment": 1}
@@ -25,11 +27,7 @@ TASK_ORDER = {"classify": 0, "segment": 1}
 
 def tflite_io(path: str) -> dict:
     """Input shape and the int8 quantization of the first input and output tensor."""
-    try:
-        from tflite_runtime.interpreter import Interpreter
-    except ImportError:  # a TensorFlow-only build environment
-        from tensorflow.lite import Interpreter
-    it = Interpreter(model_path=path)
+    it = interpreter_class()(model_path=path)
     i, o = it.get_input_details()[0], it.get_output_details()[0]
     for d, what in ((i, "input"), (o, "output")):
         if d["dtype"].__name__ != "int8":
