@@ -313,14 +313,13 @@ class FrameParser:
         if hv[0] != self.version[0] or hv > self.version:
             raise P.ProtocolError(f"frame in protocol {P.fmt_version(hv)} on a link negotiated at "
                                   f"{P.fmt_version(self.version)}")
-        if len(payload) < P.FRAME_SUB.size:
+        if len(payload) < P.FRAME_FIXED:
             raise P.ProtocolError(f"frame payload of {len(payload)} bytes is shorter than its sub-header")
-        n_tgc = int.from_bytes(payload[14:16], "little")
-        off = P.frame_samples_offset(n_tgc)
-        key = bytes(payload[12:min(off, len(payload))])
+        # Equal geometry bytes (everything after the stamp) give the same Geometry: reuse it.
+        off = P.frame_samples_offset(payload)
+        key = bytes(payload[P.FRAME_STAMP.size:min(off, len(payload))])
         if key == self._geom_key and len(payload) - off == self._geom.payload_bytes:
-            seq = int.from_bytes(payload[0:4], "little")
-            ts = int.from_bytes(payload[4:12], "little")
+            seq, ts = P.FRAME_STAMP.unpack_from(payload)
             return seq, ts, self._geom, off
         seq, ts, geom, off = P.decode_frame_subheader(payload, self.version)
         self._geom_key, self._geom = key, geom

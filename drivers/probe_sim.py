@@ -14,12 +14,12 @@ import os
 import select
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from firmware_py.drivers import protocol as P
 from firmware_py.drivers.faults import FaultConfig, FaultInjector
 from firmware_py.drivers.parser import FrameParser, Message
-from firmware_py.geometry import ProbeKind
+from firmware_py.geometry import registered_kinds
 
 
 @dataclass
@@ -85,7 +85,7 @@ class ProbeSimulator:
         self.fps = fps
         self.vmin, self.vmax = version_min, version_max
         self.info_base = dict(model=model, serial_number=serial_number, firmware_version=firmware_version,
-                              geometries=tuple(ProbeKind), max_frame_bytes=max_frame_bytes)
+                              geometries=registered_kinds(), max_frame_bytes=max_frame_bytes)
         self.telemetry_hz = telemetry_hz
         self.faults = FaultInjector(faults or FaultConfig(), seed=seed, log_path=fault_log_path)
         self.state = SimProbeState()
@@ -372,8 +372,7 @@ class ProbeSimulator:
         self.seq = (seq + 1) & 0xFFFFFFFF
         g = sf.geometry
         if g.tgc_db and self.version < (1, 1):
-            g = type(g)(g.kind, g.n_lines, g.n_samples, g.bits, g.start_depth_mm, g.end_depth_mm,
-                        g.width, g.radius_mm, None)
+            g = replace(g, tgc_db=None)
         parts = P.encode_frame_parts(seq, self._timestamp_us(), g, sf.samples, self.version)
         if self.blocking_writes and not self.faults.config.any:
             # samples go from the source array to the line with no copy; flat out (fps 0), a few

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import crc32c as _crc32c
 import numpy as np
 
-from firmware_py.geometry import Geometry, ProbeKind
+from firmware_py.geometry import Geometry, geometry_class, registered_kinds
 
 crc32c = _crc32c.crc32c  # crc32c(data, value=0) -> int; hardware SSE4.2 / ARMv8 CRC when available
 
@@ -142,7 +142,7 @@ class ProbeInfo:
     model: str
     serial_number: str
     firmware_version: str
-    geometries: tuple[ProbeKind, ...]
+    geometries: tuple[int, ...]  # kind tokens (ProbeKind members for the table's kinds)
     max_frame_bytes: int
 
     def as_dict(self) -> dict:
@@ -152,7 +152,7 @@ class ProbeInfo:
             "model": self.model,
             "serial_number": self.serial_number,
             "firmware_version": self.firmware_version,
-            "geometries": [k.name.lower() for k in self.geometries],
+            "geometries": [geometry_class(k).kind_name for k in self.geometries],
             "max_frame_bytes": self.max_frame_bytes,
         }
 
@@ -188,7 +188,7 @@ def decode_capabilities(payload) -> ProbeInfo:
     model, pos = _unpack_str(payload, CAPS.size)
     serial, pos = _unpack_str(payload, pos)
     fw, pos = _unpack_str(payload, pos)
-    kinds = tuple(k for k in ProbeKind if mask & (1 << int(k)))
+    kinds = tuple(k for k in registered_kinds() if mask & (1 << int(k)))
     return ProbeInfo((a, b), (c, d), (e, f), model, serial, fw, kinds, max_frame)
 
 
@@ -202,18 +202,36 @@ def decode_error(payload) -> str:
 
 # ---------------------------------------------------------------------------------- frame
 
-# seq, timestamp_us, kind, bits, n_tgc, n_lines, (pad), n_samples, start, end, width, radius
-FRAME_SUB = struct.Struct("<IQBBHHxxI4d")  # 56 bytes: samples stay 8-byte aligned
+# A frame's sub-header: FRAME_STAMP | FRAME_COMMON | the kind's own fields (its geometry class's
+# SUBHEADER) | TGC curve (8 n_tgc bytes). Only the stamp changes from frame to frame; the bytes
+# after it describe the geometry, so the parser compares them to reuse the last Geometry.
+FRAME_STAMP = struct.Struct("<IQ")  # seq, timestamp_us
+FRAME_COMMON = struct.Struct("<BBHHxxIdd")  # kind, bits, n_tgc, n_lines, (pad), n_samples, start, end
+FRAME_FIXED = FRAME_STAMP.size + FRAME_COMMON.size  # 40: where the kind's own fields start
 
 
-def frame_samples_offset(n_tgc: int) -> int:
-    return FRAME_SUB.size + 8 * n_tgc
+def _frame_kind(payload):
+    """(geometry class, samples offset) of a frame payload at least FRAME_FIXED bytes long: the
+    kind's class says how long its part of the sub-header is."""
+    kind, _bits, n_tgc = FRAME_COMMON.unpack_from(payload, FRAME_STAMP.size)[:3]
+    try:
+        cls = geometry_class(kind)
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
+    return cls, FRAME_FIXED + cls.SUBHEADER.size + 8 * n_tgc
+
+
+def frame_samples_offset(payload) -> int:
+    """Where the samples start in a frame payload at least FRAME_FIXED bytes long."""
+    return _frame_kind(payload)[1]
 
 
 def encode_frame_subheader(seq: int, timestamp_us: int, g: Geometry) -> bytes:
     tgc = g.tgc_db or ()
-    sub = FRAME_SUB.pack(seq & 0xFFFFFFFF, timestamp_us, int(g.kind), g.bits, len(tgc), g.n_lines,
-                         g.n_samples, g.start_depth_mm, g.end_depth_mm, g.width, g.radius_mm)
+    sub = (FRAME_STAMP.pack(seq & 0xFFFFFFFF, timestamp_us)
+           + FRAME_COMMON.pack(int(g.kind), g.bits, len(tgc), g.n_lines, g.n_samples, g.start_depth_mm,
+                               g.end_depth_mm)
+           + g.encode_subheader())
     if tgc:
         sub += struct.pack(f"<{len(tgc)}d", *tgc)
     return sub
@@ -242,18 +260,23 @@ def encode_frame(seq: int, timestamp_us: int, g: Geometry, samples: np.ndarray,
 
 def decode_frame_subheader(payload, version: Version):
     """(seq, timestamp_us, Geometry, samples_offset); ProtocolError if inconsistent."""
-    if len(payload) < FRAME_SUB.size:
+    if len(payload) < FRAME_FIXED:
         raise ProtocolError(f"frame payload of {len(payload)} bytes is shorter than its sub-header")
-    seq, ts, kind, bits, n_tgc, n_lines, n_samples, s, e, w, r = FRAME_SUB.unpack_from(payload)
+    seq, ts = FRAME_STAMP.unpack_from(payload)
+    kind, bits, n_tgc, n_lines, n_samples, s, e = FRAME_COMMON.unpack_from(payload, FRAME_STAMP.size)
+    cls, off = _frame_kind(payload)
+    tgc_at = FRAME_FIXED + cls.SUBHEADER.size
+    if len(payload) < tgc_at:
+        raise ProtocolError(f"frame payload of {len(payload)} bytes is shorter than its sub-header")
     if n_tgc and version < (1, 1):
         raise ProtocolError(f"TGC curve in a protocol {fmt_version(version)} frame (needs 1.1)")
-    off = frame_samples_offset(n_tgc)
     if len(payload) < off:
         raise ProtocolError("frame payload is shorter than its TGC curve")
-    tgc = struct.unpack_from(f"<{n_tgc}d", payload, FRAME_SUB.size) if n_tgc else None
+    tgc = struct.unpack_from(f"<{n_tgc}d", payload, tgc_at) if n_tgc else None
     try:
-        g = Geometry(ProbeKind(kind), n_lines, n_samples, bits, s, e, w, r, tgc)
-    except ValueError as exc:  # includes an unknown ProbeKind value
+        g = Geometry(kind, n_lines, n_samples, bits, s, e, tgc_db=tgc,
+                     **cls.decode_subheader(payload, FRAME_FIXED))
+    except ValueError as exc:
         raise ProtocolError(str(exc)) from None
     if len(payload) - off != g.payload_bytes:
         raise ProtocolError(

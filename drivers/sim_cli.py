@@ -16,6 +16,7 @@ from firmware_py.drivers import protocol as P
 from firmware_py.drivers.faults import FAULT_NAMES, FaultConfig
 from firmware_py.drivers.probe_sim import Expired
 from firmware_py.errors import FirmwareError, UsageError
+from firmware_py.geometry import kind_names
 
 
 def _version(text: str) -> P.Version:
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "relative path, looping) as linear 8-bit B-mode frames: width = scan lines")
     src.add_argument("--replay", metavar="FILE", help="play back a recording with its original timing")
     ap.add_argument("--loop", action="store_true", help="with --replay: start again at the end")
-    ap.add_argument("--geometry", choices=("linear", "convex", "phased"), default="linear")
+    ap.add_argument("--geometry", choices=kind_names(), default="linear")
     ap.add_argument("--lines", type=int, default=128, help="scan lines per frame (default 128)")
     ap.add_argument("--samples", type=int, default=512, help="samples per scan line (default 512)")
     ap.add_argument("--bits", type=int, choices=(8, 16), default=8, help="8 = B-mode, 16 = envelope")

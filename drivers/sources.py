@@ -5,7 +5,7 @@ A source yields ``SourceFrame``s; the simulator stamps sequence numbers and time
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,9 +39,7 @@ class PhantomSource:
         self._i = 0
 
     def set_depth(self, end_depth_mm: float) -> None:
-        g = self.geometry
-        self._build(Geometry(g.kind, g.n_lines, g.n_samples, g.bits, g.start_depth_mm, end_depth_mm,
-                             g.width, g.radius_mm, g.tgc_db))
+        self._build(replace(self.geometry, end_depth_mm=end_depth_mm))
 
     def next(self) -> SourceFrame:
         i = self._i
