@@ -8,7 +8,4 @@ class PhasedGeometry(SectorGeometry):
     __slots__ = ()
     kind_name = "phased"
     typical = {"end_depth_mm": 140.0, "width": 75.0, "radius_mm": 0.0}
-
-    @property
-    def arc_radius_mm(self) -> float:
-        return 0.0  # radius_mm is not used (and not checked): the apex is on the face
+    arc_radius_mm = 0.0  # the apex is on the face; radius_mm is neither used nor checked
