@@ -245,10 +245,6 @@ class Preprocessor:
             _preprocess.median3x3_int8(target, lut.ws, self.out_h, self.out_w, self.fill_code, flat, self.threads)
         return out
 
-    def run_frame(self, frame, out: np.ndarray) -> np.ndarray:
-        """Convenience for the pipeline: a drivers Frame (``samples``, ``geometry``) into ``out``."""
-        return self.run(frame.samples, frame.geometry, out)
-
     def __call__(self, samples, geometry):
         """Allocate and return a fresh (H, W) int8 image (tests, tools; the daemon uses run)."""
         out = np.empty((self.out_h, self.out_w), np.int8)
