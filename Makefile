@@ -35,6 +35,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@
 
+# OpenCV (the kernel benchmark's baseline) comes with the bench extra only, not with test.
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $@
+
 $(VENV)/.installed-train: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[test,train]'
 	@touch $@
@@ -64,7 +69,7 @@ test-arm64:
 models: $(VENV)/.installed-train
 	$(BIN)/firmware-py models build --data $(DATA)
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-bench
 	@mkdir -p $(OUT)/bench
 	$(BIN)/firmware-py bench link --json $(OUT)/bench/link.json
 	$(BIN)/firmware-py bench kernels --json $(OUT)/bench/kernels.json

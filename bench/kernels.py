@@ -252,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import cv2
     except ImportError:
-        print("bench kernels needs OpenCV for its baseline: pip install opencv-python-headless "
-              "(a bench extra, never a runtime dependency)", file=sys.stderr)
+        print("bench kernels needs OpenCV for its baseline: install the bench extra, "
+              "pip install -e '.[bench]' (make bench does; never a runtime dependency)", file=sys.stderr)
         return 2
     cv2.setNumThreads(1)
     bandwidth = copy_bandwidth_bytes_per_s()
