@@ -3,12 +3,10 @@
 #ifndef FWPY_FUSED_H
 #define FWPY_FUSED_H
 
-#include <stdint.h>
+#include "fwpy_simd.h"
 
 typedef struct {
-    const void *src;          /* (n_lines, n_samples) uint8 or uint16, C-contiguous */
-    int wide;                 /* 1: uint16 samples through table */
-    const int16_t *table;     /* uint16 amplitude -> display in units of 1/q (16-bit only) */
+    FWPY_FRAME_FIELDS
     const uint32_t *gpair;    /* per output pixel: TGC of its samples k0, k0 + 1 (int16 pair,
                                  units of 1/q), or NULL without TGC */
     const int32_t *lut;       /* element offset line * n_samples + sample of the upper-left

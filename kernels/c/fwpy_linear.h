@@ -3,12 +3,10 @@
 #ifndef FWPY_LINEAR_H
 #define FWPY_LINEAR_H
 
-#include <stdint.h>
+#include "fwpy_simd.h"
 
 typedef struct {
-    const void *src;          /* (n_lines, n_samples) uint8 or uint16, C-contiguous */
-    int wide;                 /* 1: uint16 samples through table */
-    const int16_t *table;     /* uint16 amplitude -> display in units of 1/q (16-bit only) */
+    FWPY_FRAME_FIELDS
     long n_samples;
     int height, width, hstride;  /* hstride: OT row length, height rounded up to 16 */
     int line0, n_used;        /* T holds lines line0 .. line0 + n_used - 1 */

@@ -19,6 +19,13 @@
    harmless: Python loads extensions RTLD_LOCAL and the names carry the fwpy_ prefix). */
 #define FWPY_API __attribute__((visibility("hidden")))
 
+/* The frame as both kernels' jobs start: set per call by the .pyx (src, wide), per geometry
+   (table). */
+#define FWPY_FRAME_FIELDS                                                                      \
+    const void *src;          /* (n_lines, n_samples) uint8 or uint16, C-contiguous */        \
+    int wide;                 /* 1: uint16 samples through table */                           \
+    const int16_t *table;     /* uint16 amplitude -> display in units of 1/q (16-bit only) */
+
 /* Helpers must inline into the cloned entry point, or they stay baseline (SSE2) code. */
 #define FWPY_INLINE static inline __attribute__((always_inline))
 
