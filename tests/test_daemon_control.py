@@ -48,6 +48,9 @@ class InProcessProbe:
         self.thread = SimThread(self.sim, self.master)
         return os.ttyname(self.slave)
 
+    def failure(self):
+        return None  # serves until stopped
+
     def stop(self) -> None:
         if self.thread is not None:
             self.thread.stop()

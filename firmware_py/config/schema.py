@@ -73,7 +73,9 @@ SCHEMA = Section({
     "preprocess": Section({
         "threads": Key("int", 1, "OpenMP threads of the preprocessing kernels (the model uses the others).",
                        min=1, max=64),
-        "speckle_filter": Key("bool", False, "Apply the 3x3 speckle-reduction stage before scan conversion."),
+        "speckle_filter": Key("bool", False,
+                              "Apply a 3x3 median (speckle reduction) to the model input after scan "
+                              "conversion and quantization (a second pass over the int8 grid)."),
     }),
     "models": Section({
         "manifest": Key("str", None, "Signed model manifest. `null`: the manifest shipped in the package.",
@@ -124,8 +126,22 @@ SCHEMA = Section({
               "mock_temperature_c": "thermal.mock.temperature_c"}),
     "output": Section({
         "results": Key("str", "-", "Where results go as JSON lines: `-` for stdout, or a file path."),
-        "journal": Key("str", None, "SQLite file journaling every result durably. `null`: no journal.",
-                       nullable=True),
+        "journal": Key("str", None, "SQLite file journaling every result durably; with a journal, no result "
+                       "is written anywhere else before it is committed there. `null`: no journal.", nullable=True),
+        "journal_batch": Key("int", 1, "Results per journal commit. 1 commits each result before it is "
+                             "emitted (about 0.1 ms a result in WAL mode, measured on x86; 0.6 ms with "
+                             "`journal_sync: full`); raise it for rates of hundreds of frames a second.",
+                             min=1, max=100000),
+        "journal_max_delay_ms": Key("float", 20.0, "With `journal_batch` > 1: longest a result waits for its "
+                                    "batch's commit, and so for being emitted.", min=0, max=60000),
+        "journal_sync": Key("str", "normal", "`normal`: a committed result survives the daemon being killed; "
+                            "`full`: it also survives a power cut (an fsync per commit).",
+                            choices=("normal", "full")),
+        "journal_max_mb": Key("float", 256.0, "Size bound of the journal: past it the file is rotated to "
+                              "`JOURNAL.1` and a new one starts. 0: no bound.", min=0, max=10 ** 6),
+        "journal_on_error": Key("str", "continue", "When the journal cannot be written (full disk, read-only): "
+                                "`continue` emits results marked `durable: false`; `stop` stops the daemon "
+                                "(exit 1).", choices=("continue", "stop")),
         "status_interval_s": Key("float", 1.0, "Period of the live status line (stderr); 0 disables it.",
                                  min=0, max=3600),
         "print_results": Key("bool", False, "Also print every result to stdout when `results` is a file."),

@@ -43,10 +43,14 @@ class CommandQueue:
         self.handlers: dict[str, Callable[..., str]] = dict(handlers or {})
         self.applied = 0
         self.failed = 0
+        self._closed_because: str | None = None
 
     def post(self, name: str, /, *, source: str = "api", **args: Any) -> Future:
         """Queue a command; the Future resolves once the control thread has applied it."""
         cmd = Command(name, args, source)
+        if self._closed_because is not None:
+            cmd.future.set_exception(FirmwareError(f"{name} not applied: {self._closed_because}"))
+            return cmd.future
         if name not in self.handlers:
             cmd.future.set_exception(FirmwareError(f"unknown daemon command {name!r}; "
                                                    f"known: {', '.join(sorted(self.handlers))}"))
@@ -99,8 +103,9 @@ class CommandQueue:
         log.info("%s command %s: %s", cmd.source, cmd.name, outcome)
         cmd.future.set_result(outcome)
 
-    def cancel_pending(self, reason: str) -> None:
-        """At shutdown: callers still waiting learn that their command was not applied."""
+    def close(self, reason: str) -> None:
+        """At shutdown: callers still waiting, and any that post later, learn it was not applied."""
+        self._closed_because = reason
         while True:
             try:
                 cmd = self._queue.get_nowait()

@@ -27,8 +27,9 @@ class FrameProcessor:
     the frame's buffer is released by the caller.
     """
 
-    def __init__(self, engine, sinks, latency, preprocess_cfg):
+    def __init__(self, engine, sinks, latency, preprocess_cfg, *, run_id: str = ""):
         self.engine = engine
+        self.run_id = run_id
         self.sinks = sinks
         self.latency = latency
         self._preprocess_cfg = preprocess_cfg
@@ -68,7 +69,7 @@ class FrameProcessor:
             label=out.label, probabilities=out.probabilities or None,
             latency_ms={"preprocess": round((t1 - t0) * 1e3, 3), "inference": round((t2 - t1) * 1e3, 3),
                         "total": round(total_ms, 3)},
-            wall_time=time.time(), area_mm2=area,
+            wall_time=time.time(), area_mm2=area, run_id=self.run_id,
             extra={"fallback": out.fallback} if out.fallback else {},
         )
         for sink in self.sinks:

@@ -29,6 +29,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 
 from firmware_py.daemon.commands import CommandQueue
 from firmware_py.daemon.frames import FrameProcessor
@@ -103,6 +104,8 @@ class Daemon:
         self.summary: str | None = None
         self._started = time.monotonic()
         self._previous_handlers: dict = {}
+        self._failure: FirmwareError | None = None  # a part asked the daemon to stop with this error
+        self.run_id = uuid.uuid4().hex[:12]
 
     @property
     def policy_enabled(self) -> bool:
@@ -133,7 +136,7 @@ class Daemon:
                                     pinned=None if start == "auto" else self.engine.active_tier.name)
         if self.probe is None:
             self.probe = self._probe_source()
-        self.frames = FrameProcessor(self.engine, self.sinks, self.latency, c.preprocess)
+        self.frames = FrameProcessor(self.engine, self.sinks, self.latency, c.preprocess, run_id=self.run_id)
         self.proc = ProcessingThread(self.slot, self.frames.process, max_frames=c.run.max_frames,
                                      on_limit=self.stop_event.set, on_tick=self._feed_watchdog)
 
@@ -142,8 +145,14 @@ class Daemon:
             self.sinks.extend(self._given_sinks)
             return
         self.sinks.extend(SINKS.open(self.cfg.output))
-        # Events (probe, engine, security) are journaled beside the results.
         self.journal = next((s for s in self.sinks if isinstance(s, ResultJournal)), None)
+        if self.journal is not None:
+            # Durable first: the frame processor writes to the journal only, and the journal passes
+            # each result on to the other sinks once its batch is committed.
+            self.journal.downstream = [s for s in self.sinks if s is not self.journal]
+            self.journal.run_id = self.run_id
+            self.journal.on_failure = self._journal_failed
+            self.sinks[:] = [self.journal]
 
     def _probe_source(self):
         c = self.cfg
@@ -181,12 +190,18 @@ class Daemon:
     def _on_link_event(self, event) -> None:
         log.info("probe event: %s", event)
         if self.journal:
-            self.journal.event("probe", str(event))
+            self.journal.event("probe", event)
 
     def _on_engine_event(self, event) -> None:
         log.info("engine event: %s", event)  # the engine already logs security events at ERROR
         if self.journal:
-            self.journal.event("security" if event.get("security") else "engine", str(event))
+            self.journal.event("security" if event.get("security") else "engine", event)
+
+    def _journal_failed(self, reason: str) -> None:
+        """output.journal_on_error: stop. Results already accepted are emitted, marked undurable."""
+        self._failure = FirmwareError(f"{reason}; stopped as output.journal_on_error says; free space or fix "
+                                      "output.journal")
+        self.stop_event.set()
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -292,6 +307,8 @@ class Daemon:
         self.summary = format_summary(snap, self.frames.tiers_used)
         if self.proc.fatal is not None:
             raise FirmwareError(f"processing failed: {self.proc.fatal!r}; see the log above")
+        if self._failure is not None:
+            raise self._failure
         if snap.received == 0 and not self.stop_event.is_set():
             # A bounded run (a demo, a rig) that never saw a frame failed, whatever the reason.
             why = snap.link_error or "the probe sent nothing"
@@ -328,7 +345,7 @@ class Daemon:
     def _shutdown(self) -> None:
         if self.console is not None:
             self.console.stop()
-        self.commands.cancel_pending("the daemon is stopping")
+        self.commands.close("the daemon is stopping")
         if self.link is not None:
             self.link.stop()
         self.proc.stop()

@@ -28,6 +28,7 @@ class ResultRecord:
     latency_ms: dict[str, float]  # preprocess, inference, total (frame received -> result)
     wall_time: float  # time.time() when the result was made
     area_mm2: float | None = None  # segment: area of the largest component
+    run_id: str = ""  # one id per daemon run: results of two runs never mix up
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
