@@ -165,7 +165,8 @@ fi
 for I in $INTERPRETERS; do
   V=/opt/venv-$I
   [ "$(cat "$R$V/.firmware-py-key" 2>/dev/null)" = "$KERNELS_KEY" ] && continue
-  [ -x "$R$V/bin/python" ] || step "venv-$I" "python3 -m venv $V" || exit $STATUS
+  rm -rf "$R$V"  # a new venv: the interpreter installed alone, not beside one from an earlier key
+  step "venv-$I" "python3 -m venv $V" || exit $STATUS
   step "install-$I" "cd /opt/firmware-py && FIRMWARE_PY_INTERPRETER=$I FIRMWARE_PY_VEC_REPORT=1 \
     $V/bin/pip install -v -e '.[test]'" || exit $STATUS
   if [ ! -f "$TREE/.kernels-key" ]; then  # this install compiled the kernels
@@ -175,6 +176,9 @@ for I in $INTERPRETERS; do
     echo "$KERNELS_KEY" >"$TREE/.kernels-key"
     echo "arm64-test: $(wc -l <"$LOGS/vec-report.txt") vectoriser lines in $LOGS/vec-report.txt" >&2
   fi
+  C "$V/bin/python -c 'import importlib.util as u, sys; \
+also = [m for m in (\"tflite_runtime\", \"ai_edge_litert\") if m != \"${I//-/_}\" and u.find_spec(m)]; \
+sys.exit(also and f\"$V: {also} is installed beside $I\")'" || exit 1
   echo "$KERNELS_KEY" >"$R$V/.firmware-py-key"
 done
 
