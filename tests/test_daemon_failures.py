@@ -37,14 +37,23 @@ def test_a_bad_images_folder_is_a_configuration_error_naming_the_folder(tmp_path
     assert "probe simulator refused its settings" in line and str(folder) in line and "--images" in line
 
 
+def bench_unit(tmp_path) -> str:
+    """A configuration for a development unit with a real probe port: the development key is allowed."""
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump({"models": {"development_device": True}}))
+    return str(path)
+
+
 def test_a_port_that_is_not_a_url_is_a_configuration_error(tmp_path):
-    p = run("--port", "bogus://probe", "--duration", "5", "--results", str(tmp_path / "r.jsonl"))
+    p = run("--config", bench_unit(tmp_path), "--port", "bogus://probe", "--duration", "5",
+            "--results", str(tmp_path / "r.jsonl"))
     assert p.returncode == 2
     assert "probe.port 'bogus://probe' is not a device path or pyserial URL" in error_line(p)
 
 
 def test_a_missing_port_in_a_bounded_run_fails_with_the_links_reason(tmp_path):
-    p = run("--port", str(tmp_path / "ttyACM9"), "--duration", "2", "--results", str(tmp_path / "r.jsonl"))
+    p = run("--config", bench_unit(tmp_path), "--port", str(tmp_path / "ttyACM9"), "--duration", "2",
+            "--results", str(tmp_path / "r.jsonl"))
     assert p.returncode == 1
     line = error_line(p)
     assert "no frame received in 2 s" in line and "ttyACM9" in line
@@ -81,3 +90,10 @@ def test_a_pinned_start_tier_that_cannot_load_is_an_error_not_a_substitute(tmp_p
     line = error_line(p)
     assert "models.start_tier bad cannot be loaded (" in line and "float model" in line
     assert not (tmp_path / "r.jsonl").exists() or (tmp_path / "r.jsonl").read_text() == ""
+
+
+def test_a_device_with_a_real_probe_refuses_the_development_key(tmp_path):
+    p = run("--port", str(tmp_path / "ttyACM9"), "--duration", "2", "--results", str(tmp_path / "r.jsonl"))
+    assert p.returncode == 2
+    line = error_line(p)
+    assert "models.public_key is not set" in line and "models.development_device: true" in line

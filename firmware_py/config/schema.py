@@ -81,7 +81,13 @@ SCHEMA = Section({
         "manifest": Key("str", None, "Signed model manifest. `null`: the manifest shipped in the package.",
                         nullable=True),
         "public_key": Key("str", None, "Ed25519 public key (PEM) that must have signed the manifest. "
-                          "`null`: the key shipped in the package (development key).", nullable=True),
+                          "`null`: the development key shipped in the package, whose private half is public; "
+                          "`firmware-py run` accepts that only on a development device (see below).",
+                          nullable=True),
+        "development_device": Key("bool", False, "This unit is for development: `run` may trust the development "
+                                  "key when `public_key` is null. Implied when the built-in simulator is the probe "
+                                  "(no `probe.port`, no `probe.vid_pid`); a device with a real probe refuses to "
+                                  "start without its production key unless this is true."),
         "task": Key("str", "classify", "Which ladder of tiers the daemon runs.", choices=("classify", "segment")),
         "start_tier": Key("str", "auto", "Tier to run, by name: pinned, the power policy is off (for rigs "
                           "measuring one tier). `auto`: the power policy chooses from battery, temperature and "
@@ -125,7 +131,8 @@ SCHEMA = Section({
               "mock_drain_percent_per_min": "battery.mock.drain_percent_per_min",
               "mock_temperature_c": "thermal.mock.temperature_c"}),
     "output": Section({
-        "results": Key("str", "-", "Where results go as JSON lines: `-` for stdout, or a file path."),
+        "results": Key("str", "-", "Where results go as JSON lines: `-` for stdout, or a file path. `null`: "
+                       "nowhere but the journal (and the sinks that declare their own keys below).", nullable=True),
         "journal": Key("str", None, "SQLite file journaling every result durably; with a journal, no result "
                        "is written anywhere else before it is committed there. `null`: no journal.", nullable=True),
         "journal_batch": Key("int", 1, "Results per journal commit. 1 commits each result before it is "

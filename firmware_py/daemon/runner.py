@@ -115,6 +115,7 @@ class Daemon:
     # -- composition -------------------------------------------------------------------------
     def _compose(self) -> None:
         c = self.cfg
+        self._check_trust()
         if self.engine is None:
             from firmware_py.inference import Engine
 
@@ -139,6 +140,16 @@ class Daemon:
         self.frames = FrameProcessor(self.engine, self.sinks, self.latency, c.preprocess, run_id=self.run_id)
         self.proc = ProcessingThread(self.slot, self.frames.process, max_frames=c.run.max_frames,
                                      on_limit=self.stop_event.set, on_tick=self._feed_watchdog)
+
+    def _check_trust(self) -> None:
+        """Secure by default: the development key (its private half is in the repository) is trusted
+        only on a development unit, which the built-in simulator as the probe implies."""
+        c = self.cfg
+        simulated = not c.probe.port and not c.probe.vid_pid and c.simulator.enabled
+        if self.engine is None and not c.models.public_key and not (c.models.development_device or simulated):
+            raise ConfigError("models.public_key is not set, so only the development key, whose private half is "
+                              "public, would verify the models; set models.public_key to your production key (or "
+                              "models.development_device: true on a bench unit)")
 
     def _open_sinks(self) -> None:
         if self._given_sinks is not None:

@@ -103,8 +103,8 @@ SINKS = SinkRegistry()
 
 
 @SINKS.register("results")
-def _results_file(output) -> JsonLinesSink:
-    return JsonLinesSink(output.results)
+def _results_file(output) -> JsonLinesSink | None:
+    return JsonLinesSink(output.results) if output.results else None
 
 
 @SINKS.register("print_results")
