@@ -292,6 +292,10 @@ class Daemon:
         out.update(frames_processed=self.proc.processed, frames_dropped_stale=self.slot.dropped_stale,
                    frames_rejected_processing=self.proc.rejected, tier=self.engine.active_tier.name,
                    backend=self.engine.backend_name, tier_mode=self.tiers.mode)
+        outputs = self.sinks + (self.journal.downstream if self.journal else [])
+        for sink in outputs:  # the journal's and the host channel's delivery counters
+            if hasattr(sink, "stats"):
+                out[type(sink).__name__] = sink.stats()
         return out
 
     # -- lifecycle -----------------------------------------------------------------------------
