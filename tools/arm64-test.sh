@@ -178,7 +178,7 @@ for I in $INTERPRETERS; do
   fi
   C "$V/bin/python -c 'import importlib.util as u, sys; \
 also = [m for m in (\"tflite_runtime\", \"ai_edge_litert\") if m != \"${I//-/_}\" and u.find_spec(m)]; \
-sys.exit(also and f\"$V: {also} is installed beside $I\")'" || exit 1
+sys.exit(f\"$V: {also} is installed beside $I\" if also else 0)'" || exit 1
   echo "$KERNELS_KEY" >"$R$V/.firmware-py-key"
 done
 
