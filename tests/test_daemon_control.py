@@ -291,3 +291,38 @@ def test_a_result_sink_registered_in_one_place_receives_every_result(tmp_path):
     assert sink.closed and len(sink.records) == daemon.proc.processed >= 5
     lines = (tmp_path / "r.jsonl").read_text().splitlines()
     assert [r.seq for r in sink.records] == [json.loads(line)["seq"] for line in lines]
+
+
+def test_reload_applies_a_new_configuration_live_and_keeps_the_old_one_when_the_file_is_broken(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("power:\n  low_battery_percent: 30\n")
+    daemon = make_daemon(tmp_path, policy_period_s=3600.0)
+    base = daemon.cfg
+
+    def configuration():
+        return load_config(site).replace(**{k: v for k, v in base.as_dict().items() if k in ("output", "run")})
+
+    daemon._config_loader = configuration
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        assert wait_for(lambda: daemon.proc is not None and daemon.proc.processed >= 3, 30)
+        site.write_text("power:\n  low_battery_percent: 90\n  critical_battery_percent: 85\n"
+                        "probe:\n  baudrate: 115200\n")
+        reply = daemon.commands.call("reload", source="signal")
+        assert reply.startswith("ok: configuration applied: power.low_battery_percent, power.critical_battery_"
+                                "percent; needs a restart to take effect: probe.baudrate; model set reloaded")
+        assert daemon.cfg.power.low_battery_percent == 90 and daemon.tiers.policy.critical == 85
+        assert daemon.cfg.probe.baudrate == base.probe.baudrate  # still what the link runs with
+        # 77 % is now critical: the next policy step (tier auto runs one at once) takes the smallest tier
+        daemon.commands.call("tier", tier="auto")
+        assert wait_for(lambda: active(daemon) == "small", 20)
+
+        site.write_text("power:\n  low_battery_percent: [not a number\n")
+        reply = daemon.commands.call("reload", source="signal")
+        assert reply.startswith("ok: configuration kept (") and "not valid YAML" in reply
+        assert "\n" not in reply and daemon.cfg.power.low_battery_percent == 90
+    finally:
+        daemon.stop_event.set()
+        runner.join(20)
+    assert daemon.proc.fatal is None

@@ -1,4 +1,4 @@
-"""`firmware-py config show|check`: print the shipped defaults, validate a file."""
+"""`firmware-py config show [FILE]|check FILE|pin`: the defaults or a merged file, validation, PIN digest."""
 from __future__ import annotations
 
 import sys
@@ -8,17 +8,26 @@ from firmware_py.config import default_config_text, load_config
 
 def add_parser(sub) -> None:
     p = sub.add_parser("config", help="print the defaults, check a configuration file, make a PIN digest",
-                       description="'show' prints the shipped defaults (every key, commented); "
+                       description="'show' prints the shipped defaults (every key, commented); 'show PATH' "
+                       "prints the configuration the daemon would run with PATH: the file merged over the "
+                       "defaults, every key; "
                        "'check PATH' validates a file and exits 0 if it is good, 2 if not; "
                        "'pin' reads a technician PIN from stdin and prints the console.pin_sha256 value.")
     p.add_argument("action", choices=("show", "check", "pin"))
-    p.add_argument("path", nargs="?", help="configuration file to check")
+    p.add_argument("path", nargs="?", help="configuration file to show merged or to check")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     if args.action == "show":
-        sys.stdout.write(default_config_text())
+        if args.path:
+            import yaml
+
+            merged = load_config(args.path).as_dict()
+            sys.stdout.write(f"# {args.path} merged over the shipped defaults\n")
+            sys.stdout.write(yaml.safe_dump(merged, sort_keys=False, default_flow_style=False))
+        else:
+            sys.stdout.write(default_config_text())
         return 0
     if args.action == "pin":
         from firmware_py.console import pin_digest

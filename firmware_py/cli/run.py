@@ -44,10 +44,12 @@ def overrides_from_args(args) -> dict[str, dict]:
 def run(args) -> int:
     from firmware_py.daemon.runner import Daemon
 
-    cfg = load_config(args.config)
-    cfg = cfg.replace(**overrides_from_args(args))
+    def configuration():  # the file with the command line's overrides, re-read on SIGHUP
+        return load_config(args.config).replace(**overrides_from_args(args))
+
+    cfg = configuration()
     logging.getLogger().setLevel(cfg.log.level.upper())
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, config_loader=configuration if args.config else None)
     try:
         return daemon.run()
     finally:

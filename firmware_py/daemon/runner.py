@@ -30,10 +30,12 @@ import signal
 import threading
 import time
 import uuid
+from typing import Callable
 
 from firmware_py.daemon.commands import CommandQueue
 from firmware_py.daemon.frames import FrameProcessor
 from firmware_py.daemon.pipeline import LatencyWindow, LatestFrameSlot, ProcessingThread
+from firmware_py.daemon.reconfigure import apply_config
 from firmware_py.daemon.simulator_process import SimulatorProcess
 from firmware_py.daemon.status import Snapshot, StatusLine, format_status, format_summary
 from firmware_py.daemon.systemd import SystemdNotifier
@@ -82,8 +84,9 @@ class Daemon:
     def __init__(self, cfg, *, stop_event: threading.Event | None = None, status_stream=None,
                  sim_extra_args: list[str] | None = None, engine=None, battery=None, thermal=None,
                  policy=None, sinks=None, probe=None, notifier: SystemdNotifier | None = None,
-                 policy_period_s: float = POLICY_PERIOD_S):
+                 policy_period_s: float = POLICY_PERIOD_S, config_loader: Callable[[], object] | None = None):
         self.cfg = cfg
+        self._config_loader = config_loader  # re-reads the configuration on reload (SIGHUP)
         self.stop_event = stop_event or threading.Event()
         self._status = StatusLine(status_stream) if status_stream is not None else StatusLine()
         self._sim_extra = sim_extra_args
@@ -234,11 +237,19 @@ class Daemon:
         return self.tiers.release() if tier == "auto" else self.tiers.pin(tier)
 
     def _cmd_reload(self) -> str:
+        """The configuration (when the daemon was started from a file), then the model set."""
+        said = []
+        if self._config_loader is not None:
+            try:
+                said.append(apply_config(self, self._config_loader()))
+            except ConfigError as exc:  # a broken edit must not take the device down
+                log.error("configuration not reloaded: %s; the running one stays", exc)
+                said.append(f"configuration kept ({exc})")
         ok = self.engine.reload()
         if not ok:
-            raise FirmwareError("the new model set was refused; the previous one stays")
+            raise FirmwareError("; ".join(said + ["the new model set was refused; the previous one stays"]))
         self.tiers.model_set_reloaded()
-        return f"ok: model set reloaded; ladder {', '.join(self.engine.ladder)}"
+        return "ok: " + "; ".join(said + [f"model set reloaded; ladder {', '.join(self.engine.ladder)}"])
 
     def _cmd_probe(self, command: str, value: float) -> str:
         if self.link is None:
