@@ -5,6 +5,7 @@ import logging
 import sys
 
 from firmware_py.config import load_config
+from firmware_py.config.schema import SCHEMA
 
 
 def add_parser(sub) -> None:
@@ -23,7 +24,7 @@ def add_parser(sub) -> None:
                    "(output.results)")
     p.add_argument("--journal", metavar="PATH", help="SQLite journal file (output.journal)")
     p.add_argument("--status-interval", type=float, metavar="S", help="status line period, 0 = off")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", choices=SCHEMA["log"]["level"].choices)
     p.set_defaults(handler=run)
 
 
