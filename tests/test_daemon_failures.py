@@ -97,3 +97,29 @@ def test_a_device_with_a_real_probe_refuses_the_development_key(tmp_path):
     assert p.returncode == 2
     line = error_line(p)
     assert "models.public_key is not set" in line and "models.development_device: true" in line
+
+
+def missing_accelerator(tmp_path, *, required: bool) -> str:
+    path = tmp_path / "npu.yaml"
+    path.write_text(yaml.safe_dump({"accelerator": {"kind": "external", "required": required,
+                                                    "external": {"library": str(tmp_path / "libnpu.so")}},
+                                    "power": {"battery": {"kind": "sysfs", "sysfs": {"root": str(tmp_path)}}}}))
+    return str(path)
+
+
+def test_a_required_accelerator_that_is_absent_stops_the_start(tmp_path):
+    p = run("--config", missing_accelerator(tmp_path, required=True), "--duration", "5",
+            "--results", str(tmp_path / "r.jsonl"))
+    assert p.returncode == 1
+    line = error_line(p)
+    assert "selftest: accelerator external not available (" in line and "accelerator.required: false" in line
+
+
+def test_an_optional_absent_accelerator_and_a_missing_battery_are_warnings_in_the_status(tmp_path):
+    p = run("--config", missing_accelerator(tmp_path, required=False), "--duration", "3",
+            "--results", str(tmp_path / "r.jsonl"), "--status-interval", "1")
+    assert p.returncode == 0, p.stderr
+    status = [ln for ln in p.stderr.splitlines() if ln.startswith("[")]
+    assert status and "WARNING accelerator external not available" in status[-1]
+    assert "WARNING battery sensor power.battery unreadable" in status[-1]
+    assert "frames received" in p.stdout  # it ran, on the CPU twins

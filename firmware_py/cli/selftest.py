@@ -20,20 +20,9 @@ def add_parser(sub) -> None:
 
 
 def _check_kernels(cfg) -> str:
-    import numpy as np
+    from firmware_py.kernels.selfcheck import check_kernels
 
-    from firmware_py.drivers.phantom import SpecklePhantom, make_geometry
-    from firmware_py.kernels import Preprocessor, reference
-
-    g = make_geometry("convex", 128, 512, bits=16)
-    samples, _ = SpecklePhantom(g).frame(np.random.default_rng(0))
-    out = np.empty((96, 96), np.int8)
-    Preprocessor(96, 96, scale=1 / 255, zero_point=-128, threads=cfg.preprocess.threads).run(samples, g, out)
-    ref = reference.preprocess(samples, g, 96, 96, scale=1 / 255, zero_point=-128)
-    worst = int(np.abs(out.astype(np.int16) - ref.astype(np.int16)).max())
-    if worst > 1:
-        raise AssertionError(f"Cython kernel differs from the NumPy reference by {worst} LSB (limit 1)")
-    return f"fused convex preprocessing agrees with the NumPy reference (max {worst} LSB)"
+    return check_kernels(cfg.preprocess.threads)
 
 
 def _check_models(cfg) -> str:

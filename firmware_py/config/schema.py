@@ -96,6 +96,9 @@ SCHEMA = Section({
                                 "loaded for hitless swaps.", min=1, max=4096),
     }),
     "accelerator": Section({
+        "required": Key("bool", False, "The configured accelerator must be there: when it is absent at start "
+                        "the daemon stops with an error. `false`: a loud warning, and the CPU twins run (and the "
+                        "accelerator is attached when it appears)."),
         "cpu_threads": Key("int", 1, "Threads of the CPU twin (XNNPACK). 1 by default: the probe link, "
                            "preprocessing and the simulator share the cores, and XNNPACK's spinning workers on "
                            "a busy core cost more than they gain (measured 20 ms vs 2.5 ms per frame on a loaded "

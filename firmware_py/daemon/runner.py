@@ -37,6 +37,7 @@ from firmware_py.daemon.frames import FrameProcessor
 from firmware_py.daemon.pipeline import LatencyWindow, LatestFrameSlot, ProcessingThread
 from firmware_py.daemon.reconfigure import apply_config
 from firmware_py.daemon.simulator_process import SimulatorProcess
+from firmware_py.daemon.startup import startup_selftest
 from firmware_py.daemon.status import Snapshot, StatusLine, format_status, format_summary
 from firmware_py.daemon.systemd import SystemdNotifier
 from firmware_py.daemon.tiers import TierController
@@ -80,6 +81,24 @@ def _check_port_url(url: str) -> None:
                           "/dev/serial/by-id/usb-... or /dev/ttyACM0") from None
 
 
+class AbsentSensor:
+    """A configured sensor whose hardware is not there: every read fails like an unplugged gauge,
+    so the selftest warns and the policy treats the reading as unknown."""
+
+    def __init__(self, name: str, reason: str):
+        self.name, self.reason = name, reason
+
+    def read(self) -> float:
+        raise OSError(19, self.reason)
+
+
+def _sensor_or_absent(make, power, key: str):
+    try:
+        return make(power)
+    except OSError as exc:
+        return AbsentSensor(key, str(exc))
+
+
 class Daemon:
     def __init__(self, cfg, *, stop_event: threading.Event | None = None, status_stream=None,
                  sim_extra_args: list[str] | None = None, engine=None, battery=None, thermal=None,
@@ -107,6 +126,7 @@ class Daemon:
         self.summary: str | None = None
         self._started = time.monotonic()
         self._previous_handlers: dict = {}
+        self.selftest_warnings: list[str] = []
         self._failure: FirmwareError | None = None  # a part asked the daemon to stop with this error
         self.run_id = uuid.uuid4().hex[:12]
 
@@ -124,9 +144,9 @@ class Daemon:
 
             self.engine = Engine.from_config(c, on_event=self._on_engine_event)
         if self.battery is None:
-            self.battery = make_battery(c.power)
+            self.battery = _sensor_or_absent(make_battery, c.power, "power.battery")
         if self.thermal is None:
-            self.thermal = make_thermal(c.power)
+            self.thermal = _sensor_or_absent(make_thermal, c.power, "power.thermal")
         if self.policy is None:
             self.policy = TierPolicy.from_config(c.power, len(self.engine.ladder))
         # A tier named in the configuration is pinned (rigs benchmark one tier); `auto` lets the
@@ -288,7 +308,8 @@ class Daemon:
             in_flight=stats.get("frames_in_progress", 0),
             connected=bool(stats.get("connected", False)), tier=self.engine.active_tier.name,
             backend=self.engine.backend_name, battery_percent=r.battery_percent, temperature_c=r.temperature_c,
-            p50_ms=p50, p99_ms=p99, last=self.frames.last, link_error=stats.get("last_error") or "")
+            p50_ms=p50, p99_ms=p99, last=self.frames.last, link_error=stats.get("last_error") or "",
+            warnings=self.selftest_warnings)
 
     def status_text(self) -> str:
         return format_status(self.snapshot(time.monotonic() - self._started))
@@ -302,7 +323,8 @@ class Daemon:
         out = {k: link[k] for k in keep if k in link}
         out.update(frames_processed=self.proc.processed, frames_dropped_stale=self.slot.dropped_stale,
                    frames_rejected_processing=self.proc.rejected, tier=self.engine.active_tier.name,
-                   backend=self.engine.backend_name, tier_mode=self.tiers.mode)
+                   backend=self.engine.backend_name, tier_mode=self.tiers.mode,
+                   selftest_warnings=self.selftest_warnings)
         outputs = self.sinks + (self.journal.downstream if self.journal else [])
         for sink in outputs:  # the journal's and the host channel's delivery counters
             if hasattr(sink, "stats"):
@@ -317,13 +339,16 @@ class Daemon:
         # tier is loaded by the engine already).
         self.tiers.step(wait=True)
         self._open_sinks()
+        self.selftest_warnings = startup_selftest(self)
         self._install_signals()
         started = self._started = time.monotonic()
         try:
             self.link = self._open_link(self.probe.start())
             self.proc.start()
             self._open_console()
-            self.notifier.ready(f"running tier {self.engine.active_tier.name} on {self.engine.backend_name}")
+            verdict = "; ".join(self.selftest_warnings) or "selftest ok"
+            self.notifier.ready(f"running tier {self.engine.active_tier.name} on {self.engine.backend_name}; "
+                                f"{verdict}")
             self._control_loop(started)
         finally:
             self.notifier.stopping()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 
@@ -25,6 +25,7 @@ class Snapshot:
     p99_ms: float | None
     last: str
     link_error: str = ""  # the link's last error, shown while it is down
+    warnings: list[str] = field(default_factory=list)  # the start-up selftest's
 
 
 def _fmt(v: float | None, spec: str, unit: str = "") -> str:
@@ -36,7 +37,8 @@ def format_status(s: Snapshot) -> str:
     return (f"[{s.elapsed_s:6.1f}s] rx {s.received} proc {s.processed} drop {s.dropped_stale} "
             f"bad {s.corrupt + s.rejected} lost {s.lost_gap}{link} | tier {s.tier} ({s.backend}) | "
             f"batt {_fmt(s.battery_percent, '.0f', '%')} {_fmt(s.temperature_c, '.0f', 'C')} | "
-            f"lat p50 {_fmt(s.p50_ms, '.1f')} p99 {_fmt(s.p99_ms, '.1f')} ms | last {s.last}")
+            f"lat p50 {_fmt(s.p50_ms, '.1f')} p99 {_fmt(s.p99_ms, '.1f')} ms | last {s.last}"
+            + "".join(f" | WARNING {w}" for w in s.warnings))
 
 
 def format_summary(s: Snapshot, tiers_used: list[str]) -> str:

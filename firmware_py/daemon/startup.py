@@ -1,0 +1,50 @@
+"""The daemon's start-up selftest: what must hold before it tells systemd READY=1.
+
+Checks the kernels against their NumPy twins, the accelerator (configured but absent is an error
+with ``accelerator.required``, otherwise a loud warning and the CPU twins run), the battery and
+thermal sensors (unreadable: a warning, the policy keeps its last band), and that the journal
+takes a write. The engine has already verified, loaded and warmed the start tier. A failed
+check that is fatal raises FirmwareError with its one line; the others are kept as warnings in
+the status line, the console's counters and systemd's STATUS=.
+"""
+from __future__ import annotations
+
+import logging
+
+from firmware_py.errors import FirmwareError
+from firmware_py.kernels.selfcheck import check_kernels
+
+log = logging.getLogger(__name__)
+
+
+def startup_selftest(daemon) -> list[str]:
+    """The warnings of a passed selftest; raises FirmwareError when a fatal check fails."""
+    c, warnings = daemon.cfg, []
+    try:
+        check_kernels(c.preprocess.threads)
+    except AssertionError as exc:
+        raise FirmwareError(f"selftest: {exc}; reinstall firmware-py so its kernels are rebuilt for this "
+                            "machine") from None
+    accelerator = daemon.engine.accelerator
+    if c.accelerator.kind != "none" and (accelerator is None or accelerator.kind.handle() is None):
+        why = accelerator.kind.error if accelerator is not None else "not configured"
+        text = f"accelerator {c.accelerator.kind} not available ({why}); every tier runs its CPU twin"
+        if c.accelerator.required:
+            raise FirmwareError(f"selftest: {text}; plug it in, or set accelerator.required: false")
+        warnings.append(text)
+    for name, sensor in (("battery", daemon.battery), ("thermal", daemon.thermal)):
+        try:
+            sensor.read()
+        except OSError as exc:
+            warnings.append(f"{name} sensor {getattr(sensor, 'name', '?')} unreadable ({exc})")
+    journal = daemon.journal
+    if journal is not None:
+        journal.event("selftest", {"warnings": warnings})
+        journal.flush()
+        if journal.failure is not None:
+            if c.output.journal_on_error == "stop":
+                raise FirmwareError(f"selftest: {journal.failure}; free space or fix output.journal")
+            warnings.append(journal.failure)
+    for text in warnings:
+        log.warning("selftest: %s", text)
+    return warnings
