@@ -157,3 +157,20 @@ def test_a_journal_of_the_previous_layout_gains_run_id(tmp_path):
     j.write(record(6))
     j.close()
     assert journaled(path) == {(None, 5), ("abc", 6)}
+
+
+def test_sigterm_drains_commits_and_exits_cleanly(tmp_path):
+    results, journal = tmp_path / "r.jsonl", tmp_path / "j.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "firmware_py", "run", "--status-interval", "0", "--fps", "60",
+                             "--results", str(results), "--journal", str(journal)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    wait_lines(results, 20)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "frames received" in out and "Traceback" not in err
+    lines = emitted(results)
+    assert lines == journaled(journal)  # every result both emitted and committed, none half-way
+    db = sqlite3.connect(journal)
+    assert db.execute("SELECT COUNT(*) FROM events WHERE kind = 'selftest'").fetchone() == (1,)
+    db.close()
