@@ -27,3 +27,10 @@ def test_config_show_of_a_bad_file_is_one_line_and_exit_2(tmp_path):
     p = subprocess.run([sys.executable, "-m", "firmware_py", "config", "show", str(site)], capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "probe.baudrate" in p.stderr
+
+
+def test_a_config_path_at_an_endless_file_is_refused_in_one_line():
+    p = subprocess.run([sys.executable, "-m", "firmware_py", "config", "check", "/dev/zero"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1
+    assert "config file /dev/zero cannot be read" in p.stderr and "larger than 1048576 bytes" in p.stderr

@@ -37,6 +37,9 @@ import yaml
 
 from firmware_py.config.schema import SCHEMA, Key, Section, defaults, number_text
 from firmware_py.errors import ConfigError
+from firmware_py.files import MiB, read_bounded
+
+MAX_CONFIG_BYTES = MiB  # a configuration is a few kB; anything this big is the wrong file
 
 __all__ = ["Config", "load_config", "default_config_text", "validate_mapping"]
 
@@ -65,8 +68,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         return _to_config(merged)
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_bounded(path, MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found; pass an existing YAML file to --config") from None
     except (OSError, UnicodeDecodeError) as exc:
