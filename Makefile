@@ -56,7 +56,7 @@ test-train: $(VENV)/.installed-train
 	$(BIN)/python -c "import tensorflow" && $(BIN)/python -m pytest tests/test_models_build_smoke.py $(PYTEST_ARGS)
 
 # The interpreter package that `make test` does not install (README "Interpreter"), alone in its venv.
-INTERPRETER ?= ai-edge-litert
+INTERPRETER ?= tflite-runtime
 test-interpreter:
 	FIRMWARE_PY_INTERPRETER=$(INTERPRETER) $(MAKE) test VENV=.venv-$(INTERPRETER)
 

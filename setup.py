@@ -69,23 +69,20 @@ def mapped_packages():
 
 PACKAGES, PACKAGE_DIR = mapped_packages()
 
-# The TFLite interpreter package (README "Interpreter"); FIRMWARE_PY_INTERPRETER=NAME at install
-# picks one and installs it alone. tflite-runtime 2.14 is the last release and has wheels for
-# Python <= 3.11 only; ai-edge-litert, its successor, has the same Interpreter API and accepts NumPy 2.
+# The TFLite interpreter package (README "Interpreter" says why ai-edge-litert is the default);
+# FIRMWARE_PY_INTERPRETER=tflite-runtime at install picks the other one, alone. tflite-runtime 2.14
+# is the last release and has wheels for Python <= 3.11 only. ai-edge-litert is pinned to a minor
+# release: tests/data/tier_outputs_x86_64.npz holds its exact outputs.
 INTERPRETERS = {
-    "tflite-runtime": "tflite-runtime>=2.14,<2.15",
     "ai-edge-litert": "ai-edge-litert>=2.3,<2.4",
+    "tflite-runtime": "tflite-runtime>=2.14,<2.15",
 }
-INTERPRETER = os.environ.get("FIRMWARE_PY_INTERPRETER")
-if INTERPRETER is None:
-    INTERPRETER_DEPS = [f"{INTERPRETERS['tflite-runtime']}; python_version < '3.12'",
-                        f"{INTERPRETERS['ai-edge-litert']}; python_version >= '3.12'"]
-elif INTERPRETER in INTERPRETERS:
-    INTERPRETER_DEPS = [INTERPRETERS[INTERPRETER]]
-else:
+INTERPRETER = os.environ.get("FIRMWARE_PY_INTERPRETER", "ai-edge-litert")
+if INTERPRETER not in INTERPRETERS:
     sys.exit(f"FIRMWARE_PY_INTERPRETER={INTERPRETER}: use one of {', '.join(INTERPRETERS)}")
 
-RUNTIME_DEPS = INTERPRETER_DEPS + [
+RUNTIME_DEPS = [
+    INTERPRETERS[INTERPRETER],
     "numpy>=1.23,<2; python_version < '3.12'",
     "numpy>=1.26; python_version >= '3.12'",
     "pyserial>=3.5,<4",

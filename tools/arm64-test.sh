@@ -10,7 +10,7 @@
 #   ARM64_CPU     the CPU qemu emulates (QEMU_CPU) and whose Pi-style /proc/cpuinfo is bind-mounted:
 #                 cortex-a72 (Pi 4) or cortex-a76 (Pi 5)                                   [cortex-a72]
 #   ARM64_INTERPRETERS  the interpreter packages, one venv each, installed alone
-#                 [tflite-runtime ai-edge-litert on bookworm; ai-edge-litert on trixie: tflite-runtime
+#                 [ai-edge-litert tflite-runtime on bookworm; ai-edge-litert on trixie: tflite-runtime
 #                 has no wheel for Python 3.13]
 #   ARM64_CACHE   root file systems, venvs, built kernels and logs, reused between runs   [.cache/arm64]
 #   FIRMWARE_PY_DATA  the shared ultrasound data, bind-mounted read-only                  [../shared/data]
@@ -45,7 +45,7 @@ DATA=$(realpath -m "${FIRMWARE_PY_DATA:-$REPO/../shared/data}")
 TIMEOUT=${ARM64_TEST_TIMEOUT:-2400}
 die() { echo "arm64-test: $*" >&2; exit 1; }
 case $SUITE in
-  bookworm) DEFAULT_INTERPRETERS="tflite-runtime ai-edge-litert" ;;
+  bookworm) DEFAULT_INTERPRETERS="ai-edge-litert tflite-runtime" ;;
   trixie) DEFAULT_INTERPRETERS="ai-edge-litert" ;;
   *) die "ARM64_SUITE=$SUITE: use bookworm or trixie" ;;
 esac

@@ -1,4 +1,4 @@
-"""Which TFLite interpreter package runs the models: tflite_runtime, else ai_edge_litert.
+"""Which TFLite interpreter package runs the models: ai_edge_litert, else tflite_runtime.
 
 Chosen once per process (the first call) and logged, so every tier and every delegate comes from
 the same runtime: a delegate loaded by one package cannot be handed to the other's Interpreter.
@@ -15,9 +15,9 @@ from firmware_py.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-# Import paths in preference order: tflite-runtime 2.14 is the pinned runtime for Python <= 3.11,
-# ai-edge-litert is its successor with the same Interpreter/load_delegate API.
-CANDIDATES = ("tflite_runtime.interpreter", "ai_edge_litert.interpreter")
+# Import paths in preference order: ai-edge-litert, the default (README "Interpreter"), then
+# tflite-runtime 2.14 (its predecessor, same Interpreter/load_delegate API, Python <= 3.11).
+CANDIDATES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
 
 class NoInterpreterError(ModelError):
