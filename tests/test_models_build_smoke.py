@@ -20,7 +20,7 @@ tf = pytest.importorskip(
 
 from firmware_py.models.build import data as D  # noqa: E402
 from firmware_py.models.build import fold as F  # noqa: E402
-from firmware_py.models.build import interp, manifest, tfutil, tiers  # noqa: E402
+from firmware_py.models.build import interp, manifest, splits, tfutil, tiers  # noqa: E402
 
 DATA = os.environ.get("FIRMWARE_PY_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 BUSI = os.path.join(DATA, "busi")
@@ -66,10 +66,19 @@ def test_smallest_tier_trains_and_converts_to_int8(busi_subset, tmp_path):
     # The smallest tier doubles as its own teacher here: a few steps, every stage of the pipeline.
     cfg = tiers.TrainSettings(seed=7, batch=8, teacher_epochs=1, student_epochs=1, prune_epochs=1,
                               qat_epochs=1, qat_trigger=1.0)
-    labels = busi_subset.labels
-    tr, te = D.stratified_split(labels, 0.25, seed=7)
-    res = F.run_fold(tf_, "classify", busi_subset, tr, te, smallest, (smallest,), cfg, fold=0,
-                     progress=None, ship_dir=str(tmp_path), classes=busi_subset.classes)
+    split = splits.fold_split(list(range(len(busi_subset.labels))), busi_subset.labels, [], 4, 0, seed=7,
+                              val_fraction=0.25)
+    te = split.test
+    ckpt = str(tmp_path / "ckpt")
+    res = F.run_fold(tf_, "classify", busi_subset, split, smallest, (smallest,), cfg, fold=0,
+                     progress=None, ship_dir=str(tmp_path), classes=busi_subset.classes, ckpt_dir=ckpt)
+    # A rerun of the same split and settings resumes: the teacher and the student come from the
+    # checkpoint (no training), so the int8 file and the record are the first run's.
+    first = (tmp_path / smallest.file).read_bytes()
+    again = F.run_fold(tf_, "classify", busi_subset, split, smallest, (smallest,), cfg, fold=0,
+                       progress=None, ship_dir=str(tmp_path), classes=busi_subset.classes, ckpt_dir=ckpt)
+    assert (tmp_path / smallest.file).read_bytes() == first
+    assert again["tiers"][smallest.name] == json.loads(json.dumps(res["tiers"][smallest.name]))
 
     rec = res["tiers"][smallest.name]
     assert rec["sparsity"]["pruned_kernels"] == pytest.approx(cfg.prune_target, abs=0.02)

@@ -34,6 +34,8 @@ def build_parser():
     ap.add_argument("--sign-key", default=os.path.join(pipeline.MODELS_DIR, "keys", "dev-ed25519.pem"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-train", type=int, default=None, help="cap the training set (smoke runs)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="discard the per-fold checkpoints (<work-dir>/ckpt) instead of resuming from them")
     ap.add_argument("--tiers", default=None,
                     help="comma list of student tiers to retrain (default all); their results replace "
                          "the old ones in each fold's JSON")
@@ -71,7 +73,8 @@ def main(argv=None):
         pipeline.build(args.data, tasks=tuple(t for t in args.tasks.split(",") if t), folds=_ints(args.folds),
                        models_dir=args.models_dir, work_dir=work, cfg=cfg, ship=not args.no_ship,
                        sign_key=args.sign_key if os.path.exists(args.sign_key) else None, threads=args.threads,
-                       only=tuple(t for t in args.tiers.split(",") if t) if args.tiers else None)
+                       only=tuple(t for t in args.tiers.split(",") if t) if args.tiers else None,
+                       fresh=args.fresh)
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"models build: {exc}", file=sys.stderr)
         return 2

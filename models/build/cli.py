@@ -1,7 +1,7 @@
-"""Entry point for `firmware-py models build|evaluate` (dispatched by firmware_py.cli.models).
+"""Entry point for `firmware-py models build|evaluate|dedup` (dispatched by firmware_py.cli.models).
 
-`main(argv)` receives the subcommand first: ["build", "--data", DIR, ...] or
-["evaluate", "--data", DIR, "--json", PATH]. Exit codes: 0 ok, 2 usage/data error, 1 failure.
+`main(argv)` receives the subcommand first: ["build", "--data", DIR, ...],
+["evaluate", "--data", DIR, "--json", PATH] or ["dedup", "--data", DIR, "--out", DIR]. Exit codes: 0 ok, 2 usage/data error, 1 failure.
 """
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import sys
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("build", "evaluate"):
-        print("firmware-py models: choose build or evaluate (see --help of each)", file=sys.stderr)
+    if not argv or argv[0] not in ("build", "evaluate", "dedup"):
+        print("firmware-py models: choose build, evaluate or dedup (see --help of each)", file=sys.stderr)
         return 2
+    if argv[0] == "dedup":
+        from .dedup import main as dedup_main
+        return dedup_main(argv[1:])
     if argv[0] == "evaluate":
         from .evaluate import main as evaluate_main
         return evaluate_main(argv[1:])

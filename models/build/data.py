@@ -53,6 +53,16 @@ def _read_csv(data_dir: str, required: tuple) -> list:
     return rows
 
 
+def take(items, idx):
+    """The same set restricted to the items at `idx` (ClassificationSet or SegmentationSet)."""
+    idx = list(idx)
+    if isinstance(items, ClassificationSet):
+        return ClassificationSet([items.images[i] for i in idx], items.labels[idx], [items.names[i] for i in idx],
+                                 items.classes)
+    return SegmentationSet([items.images[i] for i in idx], [items.masks[i] for i in idx],
+                           [items.names[i] for i in idx], [items.patients[i] for i in idx])
+
+
 def dataset_kind(data_dir: str) -> str:
     """'busi' (classification) or 'ddti' (segmentation), from the labels.csv columns."""
     rows = _read_csv(data_dir, ("image",))
@@ -62,6 +72,16 @@ def dataset_kind(data_dir: str) -> str:
         return "ddti"
     raise ValueError(f"{data_dir}/labels.csv: has neither a 'label' column (classification, like "
                      "busi/) nor a 'patient' column (segmentation, like ddti/)")
+
+
+def resolve(data: str, task: str) -> str | None:
+    """The `task` ('busi' or 'ddti') folder: `data` itself when it is one, else `data`/`task`."""
+    sub = os.path.join(data, task)
+    if os.path.isfile(os.path.join(sub, "labels.csv")):
+        return sub
+    if os.path.isfile(os.path.join(data, "labels.csv")) and dataset_kind(data) == task:
+        return data
+    return None
 
 
 def load_busi(data_dir: str, classes: tuple = BUSI_LABELS, limit_per_class: int | None = None
@@ -99,21 +119,11 @@ def load_ddti(data_dir: str, limit: int | None = None) -> SegmentationSet:
     return SegmentationSet(images, masks, names, patients)
 
 
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple:
-    """Indices (train, test): each class contributes round(n_c * test_fraction) test items."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        k = int(round(len(idx) * test_fraction))
-        test.extend(idx[:k])
-        train.extend(idx[k:])
-    return np.sort(np.asarray(train)), np.sort(np.asarray(test))
-
-
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list:
-    """k disjoint stratified folds covering every index once: list of test-index arrays."""
+    """k disjoint stratified folds covering every index once: list of test-index arrays.
+
+    Ungrouped, so near-duplicates straddle folds: the split the shipped tiers were built on
+    before issue 16, kept only to measure their leak (leakage.py); the build uses splits.py."""
     rng = np.random.default_rng(seed)
     folds = [[] for _ in range(k)]
     for c in np.unique(labels):
@@ -122,24 +132,3 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list:
         for i, j in enumerate(idx):
             folds[i % k].append(j)
     return [np.sort(np.asarray(f)) for f in folds]
-
-
-def group_folds(groups: list, k: int, seed: int) -> list:
-    """k folds of indices such that every group (patient) sits in exactly one fold."""
-    rng = np.random.default_rng(seed)
-    uniq = sorted(set(groups))
-    rng.shuffle(uniq)
-    # Greedy balance by crop count: largest patients first into the smallest fold.
-    counts = {g: 0 for g in uniq}
-    for g in groups:
-        counts[g] += 1
-    order = sorted(uniq, key=lambda g: -counts[g])
-    fold_of, sizes = {}, [0] * k
-    for g in order:
-        f = int(np.argmin(sizes))
-        fold_of[g] = f
-        sizes[f] += counts[g]
-    folds = [[] for _ in range(k)]
-    for i, g in enumerate(groups):
-        folds[fold_of[g]].append(i)
-    return [np.asarray(f, dtype=np.int64) for f in folds]

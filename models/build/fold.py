@@ -12,12 +12,12 @@ import time
 
 import numpy as np
 
-from . import data as D
 from . import interp
 from . import metrics as M
 from . import tfutil
 from . import train as T
 from .augment import UltrasoundAugment
+from .checkpoint import FoldCheckpoint
 from .tiers import AUGMENT, TierSpec, TrainSettings
 
 
@@ -48,22 +48,20 @@ def _targets(task, items, idx, spec, res_cache):
     return x, masks
 
 
-def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, students, cfg: TrainSettings,
-             fold: int, progress, ship_dir: str | None = None, classes=None):
+def run_fold(tf, task, items, split, teacher_spec: TierSpec, students, cfg: TrainSettings,
+             fold: int, progress, ship_dir: str | None = None, classes=None, ckpt_dir: str | None = None):
+    """Train and measure one fold on `split` (splits.Split: train / validation / test by group).
+
+    Validation (the QAT decision here, the operating thresholds in threshold.py) never overlaps
+    the test split. With `ckpt_dir`, the trained teacher and every finished student are saved
+    there and a rerun of the same split and settings resumes from them (checkpoint.py)."""
     t_start = time.time()
     rng = np.random.default_rng(cfg.seed + fold)
-    train_idx = np.asarray(train_idx)
+    tr, val, test_idx = np.asarray(split.train), np.asarray(split.val), np.asarray(split.test)
     if cfg.max_train:
-        train_idx = rng.permutation(train_idx)[:cfg.max_train]
-    # Validation (the QAT decision here, the operating thresholds in threshold.py) is carved from
-    # the training folds, never the test fold.
-    if task == "classify":
-        sub_tr, sub_val = D.stratified_split(items.labels[train_idx], cfg.val_fraction, cfg.seed + fold)
-    else:
-        perm = rng.permutation(len(train_idx))
-        k = max(1, int(len(perm) * cfg.val_fraction))
-        sub_val, sub_tr = np.sort(perm[:k]), np.sort(perm[k:])
-    tr, val = train_idx[sub_tr], train_idx[sub_val]
+        tr = np.sort(rng.permutation(tr)[:cfg.max_train])
+    ckpt = FoldCheckpoint(ckpt_dir, split.signature(), vars(cfg)) if ckpt_dir else None
+    test_images = [items.images[i] for i in test_idx]
 
     base = np.stack([im.astype(np.float32) / 255.0 for im in (items.images[i] for i in tr)])[..., None]
     if task == "classify":
@@ -85,15 +83,27 @@ def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, stude
     # Teacher: supervised, float only.
     teacher = teacher_spec.build(tf, teacher_spec.name.replace("-", "_"))
     ds = T.make_dataset(tf, base, y_tr, cfg.batch, cfg.seed + fold, aug, task)
-    T.fit(tf, T.build_trainer(tf, teacher, task, class_weight=class_weight), ds, cfg.teacher_epochs, cfg.lr,
-          steps, log=progress, label=label("teacher", "train"))
-    T.recalibrate_bn(tf, teacher, _targets(task, items, tr, teacher_spec, cache)[0])
+    if ckpt and ckpt.has_teacher():
+        teacher.load_weights(ckpt.teacher_weights)
+    else:
+        T.fit(tf, T.build_trainer(tf, teacher, task, class_weight=class_weight), ds, cfg.teacher_epochs,
+              cfg.lr, steps, log=progress, label=label("teacher", "train"))
+        T.recalibrate_bn(tf, teacher, _targets(task, items, tr, teacher_spec, cache)[0])
+        if ckpt:
+            teacher.save_weights(ckpt.teacher_weights)
     x_te, y_te = _targets(task, items, test_idx, teacher_spec, cache)
     result["tiers"][teacher_spec.name] = {
         "rank": -1, "params": int(teacher.count_params()), "macs": tfutil.count_macs(teacher),
         "float": _strip(_eval(task, teacher.predict(x_te, verbose=0), y_te, classes))}
 
     for spec in students:
+        done = ckpt.student(spec.name) if ckpt else None
+        if done:
+            rec, tfl = done
+            result["tiers"][spec.name] = rec
+            if ship_dir:
+                _ship(ship_dir, spec, tfl, rec, classes, fold, len(test_idx), cfg)
+            continue
         net = spec.build(tf, spec.name.replace("-", "_"))
         trainer = T.build_trainer(tf, net, task, teacher=teacher, alpha=cfg.alpha,
                                   temperature=cfg.temperature, class_weight=class_weight)
@@ -106,7 +116,7 @@ def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, stude
                "macs": tfutil.count_macs(net), "description": spec.description}
         dense_tfl = tfutil.convert_int8(net, x_cal)
         rec["dense"] = {"float": _strip(_eval(task, net.predict(x_te, verbose=0), y_te, classes)),
-                        "int8": _strip(_eval(task, interp.run_float_inputs(dense_tfl, x_te), y_te, classes)),
+                        "int8": _strip(_eval(task, interp.run_images(dense_tfl, test_images), y_te, classes)),
                         "file_bytes": len(dense_tfl), "gzip_bytes": interp.gzip_bytes(dense_tfl),
                         "latency_ms": interp.latency_ms(dense_tfl)}
 
@@ -122,16 +132,17 @@ def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, stude
 
         tfl = tfutil.convert_int8(net, x_cal)
         f_val = _eval(task, net.predict(x_val, verbose=0), y_val, classes)["score"]
-        q_val = _eval(task, interp.run_float_inputs(tfl, x_val), y_val, classes)["score"]
+        val_images = [items.images[i] for i in val]
+        q_val = _eval(task, interp.run_images(tfl, val_images), y_val, classes)["score"]
         rec["ptq_val_drop"] = round(f_val - q_val, 4)
         rec["quantization"] = "ptq"
         if f_val - q_val > cfg.qat_trigger:
-            rec["quantization"] = _try_qat(tf, net, x_cal, y_tr, task, cfg, fold, aug, x_val, y_val,
-                                           classes, q_val, rec, progress, label(spec.name, "qat"))
+            rec["quantization"] = _try_qat(tf, net, x_cal, y_tr, task, cfg, fold, val_images, y_val,
+                                           classes, q_val, rec)
             if rec["quantization"] == "qat":
                 tfl = rec.pop("_qat_tfl")
         rec["float"] = _strip(_eval(task, net.predict(x_te, verbose=0), y_te, classes))
-        out = interp.run_float_inputs(tfl, x_te)
+        out = interp.run_images(tfl, test_images)
         m8 = _eval(task, out, y_te, classes)
         rec["int8"] = _strip(m8)
         if task == "classify":
@@ -144,19 +155,21 @@ def run_fold(tf, task, items, train_idx, test_idx, teacher_spec: TierSpec, stude
         rec["gzip_bytes"] = interp.gzip_bytes(tfl)
         rec["latency_ms"] = interp.latency_ms(tfl)
         result["tiers"][spec.name] = rec
+        if ckpt:
+            ckpt.save_student(spec.name, rec, tfl)
         if ship_dir:
             _ship(ship_dir, spec, tfl, rec, classes, fold, len(test_idx), cfg)
     result["seconds"] = round(time.time() - t_start, 1)
     return result
 
 
-def _try_qat(tf, net, x_cal, y_tr, task, cfg, fold, aug, x_val, y_val, classes, q_val, rec, progress, lab):
-    """QAT on the tier's own grid; kept only if it beats PTQ on validation."""
+def _try_qat(tf, net, x_cal, y_tr, task, cfg, fold, val_images, y_val, classes, q_val, rec):
+    """QAT on the tier's own grid; kept only if it beats PTQ on validation (device-fed int8)."""
     try:
         q = T.quantization_aware(tf, net, x_cal, y_tr, task, cfg.qat_epochs, cfg.prune_lr, cfg.batch,
                                  cfg.seed + fold)
         tfl = tfutil.convert_int8(q, x_cal)
-        qat_val = _eval(task, interp.run_float_inputs(tfl, x_val), y_val, classes)["score"]
+        qat_val = _eval(task, interp.run_images(tfl, val_images), y_val, classes)["score"]
         rec["qat_val_gain"] = round(qat_val - q_val, 4)
         if qat_val > q_val:
             rec["_qat_tfl"] = tfl

@@ -26,25 +26,52 @@ def interpreter(model, threads: int = 1):
     return it
 
 
-def run_float_inputs(model, x: np.ndarray) -> np.ndarray:
-    """Quantize float inputs in [0, 1] with the model's input parameters, invoke one by one,
-    return the dequantized outputs (N, ...)."""
-    it = interpreter(model)
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    s_in, z_in = i["quantization"]
-    q_all = np.clip(np.round(x / s_in) + z_in, -128, 127).astype(np.int8)
-    return run_int8_inputs(it, q_all)
+def frame_geometry(h: int, w: int, pixel_mm: float = 0.1):
+    """A stored (h, w) image replayed as an 8-bit linear-probe frame: lines = columns, samples =
+    rows, `pixel_mm` per pixel (the datasets carry no spacing; only areas depend on it)."""
+    from firmware_py.geometry import Geometry, ProbeKind
+
+    return Geometry(ProbeKind.LINEAR, n_lines=w, n_samples=h, bits=8, start_depth_mm=0.0,
+                    end_depth_mm=h * pixel_mm, width=w * pixel_mm)
 
 
-def run_int8_inputs(it, q_all: np.ndarray) -> np.ndarray:
+def device_codes(images: list, pp) -> np.ndarray:
+    """int8 input codes (N, h, w) of uint8 images through the daemon's Preprocessor `pp`: the one
+    rounding contract for int8 inputs. The build never rounds model inputs itself."""
+    codes = np.empty((len(images), pp.out_h, pp.out_w), np.int8)
+    for k, img in enumerate(images):
+        pp.run(np.ascontiguousarray(np.asarray(img, np.uint8).T), frame_geometry(*img.shape), codes[k])
+    return codes
+
+
+def invoke_all(it, q_all: np.ndarray) -> np.ndarray:
+    """Raw int8 outputs (N, ...) for int8 inputs, one invoke per input."""
     i, o = it.get_input_details()[0], it.get_output_details()[0]
-    s_out, z_out = o["quantization"]
     outs = []
     for q in q_all:
         it.set_tensor(i["index"], q.reshape(i["shape"]))
         it.invoke()
-        outs.append((it.get_tensor(o["index"])[0].astype(np.float32) - z_out) * s_out)
+        outs.append(it.get_tensor(o["index"])[0].copy())
     return np.stack(outs)
+
+
+def run_int8_inputs(it, q_all: np.ndarray) -> np.ndarray:
+    """Dequantized outputs (N, ...) for int8 inputs."""
+    s_out, z_out = it.get_output_details()[0]["quantization"]
+    return (invoke_all(it, q_all).astype(np.float32) - z_out) * s_out
+
+
+def run_images(model, images: list) -> np.ndarray:
+    """Dequantized outputs of an int8 model over uint8 images, fed exactly as on the device:
+    the kernels' Preprocessor at the model's input grid and quantization (the manifest's
+    preprocessing defaults: 60 dB, no normalisation, fill 0)."""
+    from firmware_py.kernels import Preprocessor
+
+    it = interpreter(model)
+    i = it.get_input_details()[0]
+    scale, zero_point = i["quantization"]
+    pp = Preprocessor(int(i["shape"][1]), int(i["shape"][2]), scale=scale, zero_point=int(zero_point))
+    return run_int8_inputs(it, device_codes(images, pp))
 
 
 def latency_ms(model, runs: int = 50, warmup: int = 5, threads: int = 1) -> dict:

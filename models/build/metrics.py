@@ -81,3 +81,16 @@ def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple:
     dice = np.where(ps + ts > 0, 2 * inter / np.maximum(ps + ts, 1), 1.0)
     iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
     return dice, iou
+
+
+def bootstrap_ci95(metric_fn, n: int, keys: tuple, draws: int = 1000, seed: int = 0) -> dict:
+    """Percentile bootstrap 95 % intervals {key: [lo, hi]} of `metric_fn(indices)[key]` over
+    `draws` resamples of the n items with replacement (seeded; a resample where a metric is
+    undefined, e.g. AUC without a positive, is left out of that metric's percentiles)."""
+    rng = np.random.default_rng(seed)
+    samples = {k: [] for k in keys}
+    for _ in range(draws):
+        m = metric_fn(rng.integers(0, n, n))
+        for k in keys:
+            samples[k].append(m[k])
+    return {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] for k, v in samples.items()}

@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 
 import numpy as np
 
 from . import data as D
+from . import splits
 from . import tiers as Z
+from .checkpoint import FoldCheckpoint
 
 MODELS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 log = logging.getLogger("firmware_py.models.build")
@@ -47,21 +50,15 @@ def _epochs(cfg: Z.TrainSettings, n_students: int) -> int:
     return cfg.teacher_epochs + n_students * (cfg.student_epochs + cfg.prune_epochs)
 
 
-def _resolve(data: str, task: str) -> str | None:
-    """Accept the data root (with busi/ and ddti/) or one dataset folder."""
-    sub = os.path.join(data, task)
-    if os.path.isfile(os.path.join(sub, "labels.csv")):
-        return sub
-    if os.path.isfile(os.path.join(data, "labels.csv")) and D.dataset_kind(data) == task:
-        return data
-    return None
-
-
 def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int = 5,
           models_dir: str = MODELS_DIR, work_dir: str | None = None, cfg: Z.TrainSettings | None = None,
           ship: bool = True, sign_key: str | None = None, students=None, threads: int = 2,
-          only=None) -> dict:
+          only=None, fresh: bool = False) -> dict:
     """Train, evaluate and (fold 0) ship the zoo; returns {task: [fold results]}.
+
+    Splits are grouped (splits.py): no near-duplicate group or patient straddles two splits, and
+    label-conflict groups are left out. Each fold checkpoints its teacher and finished students
+    under <work_dir>/ckpt, and a rerun resumes from them; `fresh` discards them first.
 
     `only` (tier names) retrains just those students, with a teacher retrained from the same seed,
     and merges their results into the fold's existing JSON (see _merge_rerun)."""
@@ -75,7 +72,7 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
     for task in tasks:
         if only and not [t for t in _students(task, students) if t.name in only]:
             continue
-        d = _resolve(data, task)
+        d = D.resolve(data, task)
         if d is None:
             raise FileNotFoundError(f"{data}: no {task}/labels.csv (or a {task}-style labels.csv) here; "
                                     "pass --data pointing at ../shared/data or at the dataset folder")
@@ -95,20 +92,30 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
     for task, d in plan:
         if task == "busi":
             items = D.load_busi(d)
-            test_folds = D.stratified_folds(items.labels, n_folds, cfg.seed)
             teacher, studs, kind, classes = Z.BUSI_TEACHER, picked[task], "classify", items.classes
         else:
             items = D.load_ddti(d)
-            test_folds = D.group_folds(items.patients, n_folds, cfg.seed)
             teacher, studs, kind, classes = Z.DDTI_TEACHER, picked[task], "segment", None
-        log.info("%s: %d items from %s, %d folds", task, len(items.images), d, n_folds)
+        grouping = splits.task_groups(task, items)
+        log.info("%s: %d items from %s, %d folds, %d excluded (label conflicts)", task, len(items.images), d,
+                 n_folds, len(grouping["excluded"]))
         results[task] = []
         for k in folds:
-            test_idx = test_folds[k]
-            train_idx = np.setdiff1d(np.arange(len(items.images)), test_idx)
+            split, _ = splits.for_fold(task, items, n_folds, k, cfg.seed, cfg.val_fraction, grouping)
+            ckpt_dir = os.path.join(work_dir, "ckpt", f"{task}_fold{k}")
+            if fresh and os.path.isdir(ckpt_dir):
+                shutil.rmtree(ckpt_dir)
+            if only:  # the chosen students retrain; the fold's teacher checkpoint stays
+                for spec in studs:
+                    FoldCheckpoint(ckpt_dir, split.signature(), vars(cfg)).drop(spec.name)
             tf.keras.utils.set_random_seed(cfg.seed + k)
-            res = F.run_fold(tf, kind, items, train_idx, test_idx, teacher, studs, cfg, k, progress,
-                             ship_dir=models_dir if (ship and k == 0) else None, classes=classes)
+            res = F.run_fold(tf, kind, items, split, teacher, studs, cfg, k, progress,
+                             ship_dir=models_dir if (ship and k == 0) else None, classes=classes,
+                             ckpt_dir=ckpt_dir)
+            res["split"] = {"grouping": "near-duplicate groups" if task == "busi" else
+                            "patients joined by cross-patient near-duplicates",
+                            "signature": split.signature(), "n_excluded": len(split.excluded),
+                            "excluded_conflicts": grouping["conflicts"], "n_groups": grouping["n_groups"]}
             res["settings"] = {k2: v for k2, v in vars(cfg).items()}
             res["tensorflow"] = tf.__version__
             path = os.path.join(work_dir, f"{task}_fold{k}.json")

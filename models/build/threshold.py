@@ -6,7 +6,7 @@ test fold at that threshold through the daemon's preprocessing (TensorFlow-free)
 Classification: the malignant threshold with the highest validation sensitivity at >= 80 %
 specificity. Segmentation: the mask probability threshold with the best validation Dice (the
 distilled students' soft targets leave boundary logits near 0, so 0.5 over-segments).
-The validation split is rebuilt exactly as fold.run_fold carved it from fold 0's training folds.
+The validation and test splits are rebuilt by splits.for_fold, exactly as the build made them.
 """
 from __future__ import annotations
 
@@ -19,30 +19,21 @@ import numpy as np
 
 from . import data as D
 from . import metrics as M
-from .evaluate import _geometry, _run_tier
+from . import splits
+from .evaluate import _run_tier
+from .interp import frame_geometry
 
 MODELS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _splits(n, test_idx, labels, seed, fold, val_fraction, task):
-    rng = np.random.default_rng(seed + fold)
-    train_idx = np.setdiff1d(np.arange(n), test_idx)
-    if task == "classify":
-        _, sub_val = D.stratified_split(labels[train_idx], val_fraction, seed + fold)
-    else:
-        perm = rng.permutation(len(train_idx))
-        sub_val = np.sort(perm[:max(1, int(len(perm) * val_fraction))])
-    return train_idx[sub_val]
 
 
 def _seg_scores(tier, models_dir, items, idx, pp_cls):
     from firmware_py.kernels import reference
 
     h, w = tier["preprocess"]["grid"]
-    out, (s, z) = _run_tier(tier, models_dir, [items.images[i] for i in idx], pp_cls)
+    out, (s, z), _, _ = _run_tier(tier, models_dir, [items.images[i] for i in idx], pp_cls)
     logits = (out.astype(np.float32) - z) * s
     truth = np.stack([reference.scan_convert(np.ascontiguousarray(items.masks[i].T) * 255.0,
-                                             _geometry(*items.images[i].shape), h, w) >= 127.5 for i in idx])
+                                             frame_geometry(*items.images[i].shape), h, w) >= 127.5 for i in idx])
     return logits[..., 0], truth
 
 
@@ -66,12 +57,12 @@ def tune(busi_dir: str | None, ddti_dir: str | None, models_dir: str = MODELS_DI
             continue
         if rec["task"] == "classify":
             items = D.load_busi(busi_dir)
-            test = D.stratified_folds(items.labels, n_folds, seed)[fold]
-            val = _splits(len(items.images), test, items.labels, seed, fold, val_fraction, "classify")
+            split, _ = splits.for_fold("busi", items, n_folds, fold, seed, val_fraction)
+            test, val = split.test, split.val
             p = items.classes.index("malignant")
 
             def probs(idx):
-                out, (s, z) = _run_tier(tier, models_dir, [items.images[i] for i in idx], Preprocessor)
+                out, (s, z), _, _ = _run_tier(tier, models_dir, [items.images[i] for i in idx], Preprocessor)
                 return M.softmax((out.astype(np.float32) - z) * s)
 
             pv = probs(val)
@@ -84,8 +75,8 @@ def tune(busi_dir: str | None, ddti_dir: str | None, models_dir: str = MODELS_DI
                               "malignant_sensitivity_at_spec80": rec["metrics"].get("malignant_sensitivity_at_spec80")}
         else:
             items = D.load_ddti(ddti_dir)
-            test = D.group_folds(items.patients, n_folds, seed)[fold]
-            val = _splits(len(items.images), test, None, seed, fold, val_fraction, "segment")
+            split, _ = splits.for_fold("ddti", items, n_folds, fold, seed, val_fraction)
+            test, val = split.test, split.val
             lv, tv = _seg_scores(tier, models_dir, items, val, Preprocessor)
             grid = np.round(np.arange(0.30, 0.96, 0.05), 2)
             val_dice = [M.dice_iou(lv >= math.log(t / (1 - t)), tv)[0].mean() for t in grid]
