@@ -294,6 +294,36 @@ def _evaluate_section(models_dir):
     return out
 
 
+def _leakage_section(models_dir):
+    """Issue 16's measurement of the shipped tiers' leak (leakage.py -> models/report/leakage_busi_fold0.json)."""
+    p = os.path.join(models_dir, "report", "leakage_busi_fold0.json")
+    if not os.path.exists(p):
+        return []
+    with open(p) as fh:
+        lk = json.load(fh)
+    ev, dd = lk["evaluate"], lk["dedup"]
+    ci = lambda m, k: f"{_pct(m[k])} [{_pct(m['ci95'][k][0])}, {_pct(m['ci95'][k][1])}]"
+    rows = [[n, ci(m, "accuracy"), ci(ev["clean"]["tiers"][n], "accuracy"), _pct(ev["leaked"]["tiers"][n]["accuracy"]),
+             ci(m, "malignant_auc"), ci(ev["clean"]["tiers"][n], "malignant_auc"),
+             f"{100 * m['lsb_flip_share']:.1f}"] for n, m in ev["all"]["tiers"].items()]
+    conflicts = "; ".join(" / ".join(g) for g in dd["conflicts"])
+    return ["## Leakage of the shipped tiers' test split (issue 16; measured, models not rebuilt yet)", "",
+            f"`firmware-py models dedup` (models/build/dedup.py) finds {dd['n_in_groups']} of {dd['n']} BUSI images "
+            f"in {dd['n_groups']} near-duplicate groups ({dd['n_distinct']} distinct); {len(dd['conflicts'])} groups mix "
+            f"labels: {conflicts}. The shipped tiers were built on the {lk['split']}: "
+            f"{lk['n_leaked']} of its {lk['n_test']} test images have a near-duplicate among that fold's training "
+            "images. Below, `models evaluate` (the daemon's preprocessing; operating thresholds from the manifest; "
+            "bootstrap 95 % intervals over images in brackets) on all test images, on the clean ones and on the "
+            "leaked ones; +-1 LSB: share of the test predictions that change when every int8 input code moves by "
+            "one step (3 noise draws). The build now splits by group and leaves the conflict groups out "
+            "(models/build/splits.py); the figures in the tables above are still the leaky ones until the "
+            "next rebuild. Reproduce: `python -m firmware_py.models.build.leakage --data ../shared/data/busi "
+            "--json out/leakage.json`.", "",
+            _md(["tier", f"accuracy, all (n={ev['all']['n']})", f"accuracy, clean (n={ev['clean']['n']})",
+                 f"accuracy, leaked (n={ev['leaked']['n']})", "malignant AUC, all", "malignant AUC, clean",
+                 "+-1 LSB flips %"], rows), ""]
+
+
 def _reruns_text(run, task):
     """Students retrained after the fold was first built, with the teacher retrained for them."""
     key = "accuracy" if task == "busi" else "dice"
@@ -349,6 +379,7 @@ def write(models_dir: str = MODELS_DIR):
                   _cv_table(runs, task), "", f"Epoch budgets per fold (CPU time was short): {per_fold}.", ""]
     lines += _latency_section(models_dir)
     lines += _evaluate_section(models_dir)
+    lines += _leakage_section(models_dir)
     s = r_any["settings"]
     lines += ["## Training settings", "",
               "- Data: BUSI 3 classes (stratified 5 folds, seed %d); DDTI split by patient (5 folds)." % s["seed"],
