@@ -23,6 +23,7 @@ from firmware_py.geometry import Geometry, ProbeKind
 from firmware_py.inference import load_manifest
 from firmware_py.inference.backend import interpreter_backend
 from firmware_py.kernels import reference
+from timing import TIME_SCALE
 
 PER_CLASS = 2
 
@@ -93,13 +94,13 @@ def test_daemon_classifies_dataset_images_sent_over_a_pty(busi_images, tmp_path,
     journal = tmp_path / "journal.sqlite"
     cfg = tmp_path / "rig.yaml"
     cfg.write_text(yaml.safe_dump({
-        "simulator": {"images_dir": str(folder), "fps": 5.0, "frame_log": str(frame_log)},
+        "simulator": {"images_dir": str(folder), "fps": 5.0 / TIME_SCALE, "frame_log": str(frame_log)},
         "output": {"results": str(results), "journal": str(journal), "status_interval_s": 0.5},
-        "run": {"duration_s": 120.0, "max_frames": 2 * n_images},
+        "run": {"duration_s": 120.0 * TIME_SCALE, "max_frames": 2 * n_images},
         "models": {"start_tier": start_tier},
     }))
     proc = subprocess.run([sys.executable, "-m", "firmware_py", "run", "--config", str(cfg)],
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180 * TIME_SCALE)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = proc.stdout.strip().splitlines()[-1]
     assert summary.startswith("firmware-py: ran") and "processed" in summary
@@ -139,8 +140,9 @@ def test_daemon_classifies_dataset_images_sent_over_a_pty(busi_images, tmp_path,
 def test_demo_default_run_with_synthetic_phantoms_exits_cleanly(tmp_path):
     """What `make demo` runs, shortened: no data needed, summary line, exit 0."""
     results = tmp_path / "r.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "firmware_py", "run", "--duration", "3", "--results", str(results),
-                           "--status-interval", "1"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "firmware_py", "run", "--duration", f"{3 * TIME_SCALE:g}",
+                           "--results", str(results), "--status-interval", "1"],
+                          capture_output=True, text=True, timeout=120 * TIME_SCALE)
     assert proc.returncode == 0, proc.stderr[-2000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("firmware-py: ran")

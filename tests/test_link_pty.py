@@ -11,6 +11,7 @@ from firmware_py.drivers.link import CommandRejected, ProbeLink, find_port
 from firmware_py.drivers.probe_sim import ProbeSimulator
 from firmware_py.drivers.sources import PhantomSource
 from firmware_py.errors import LinkError
+from timing import TIME_SCALE
 
 
 def phantom(kind="linear", lines=32, samples=64, bits=8, tgc=None):
@@ -217,7 +218,7 @@ def test_generic_pyserial_backend_socket_url():
     try:
         assert link.wait_connected(5)
         assert wait_for(lambda: len(got.frames) >= 3)
-        assert link.send_command("gain", -3.0).ok
+        assert link.send_command("gain", -3.0, timeout=1.0 * TIME_SCALE).ok
     finally:
         link.stop()
         sim.stop()
