@@ -32,3 +32,12 @@ def test_selftest_fails_when_the_manifest_is_not_signed_by_the_configured_key(tm
     models_line = next(line for line in r.stdout.splitlines() if " models " in f" {line} ")
     assert models_line.startswith("FAIL") and "signed by key" in models_line
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_selftest_names_the_interpreter_package_that_ran_the_tiers():
+    from firmware_py.inference.backend import interpreter_backend
+
+    chosen = interpreter_backend()
+    r = selftest()
+    models_line = next(line for line in r.stdout.splitlines() if " models " in f" {line} ")
+    assert f"({chosen.name.split('.')[0]} {chosen.version})" in models_line

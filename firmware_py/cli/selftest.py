@@ -29,6 +29,7 @@ def _check_models(cfg) -> str:
     import numpy as np
 
     from firmware_py.inference import Engine
+    from firmware_py.inference.backend import interpreter_backend
 
     engine = Engine.from_config(cfg)
     try:
@@ -39,8 +40,9 @@ def _check_models(cfg) -> str:
             out = engine.invoke()
             if out.tier != name:
                 raise AssertionError(f"asked for tier {name}, ran {out.tier}")
-        return f"manifest signature ok; {len(names)} {cfg.models.task} tier(s) ran on {engine.backend_name}: " \
-               + ", ".join(names)
+        interp = interpreter_backend()
+        return f"manifest signature ok; {len(names)} {cfg.models.task} tier(s) ran on {engine.backend_name} " \
+               f"({interp.name.split('.')[0]} {interp.version}): " + ", ".join(names)
     finally:
         engine.close()
 
