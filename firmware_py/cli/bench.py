@@ -10,6 +10,7 @@ BENCHES = {
     "link": "probe-sim -> ProbeLink throughput, parser and CRC speed (MB/s), ratio to a raw pty",
     "kernels": "fused preprocessing kernels against the OpenCV and NumPy chains (same process)",
     "inference": "per tier and backend: init, first inference, latency percentiles, RSS, engine overhead",
+    "e2e": "drive a running daemon like a probe over serial lines: latency, losses, saturation, energy, plots",
 }
 
 
