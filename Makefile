@@ -11,12 +11,14 @@ SOURCES   = setup.py pyproject.toml $(wildcard kernels/*.pyx kernels/*.pxd kerne
 
 DATA     ?= ../shared/data
 
-.PHONY: demo test test-train test-interpreter test-arm64 bench models clean help
+.PHONY: demo test test-train test-interpreter test-arm64 bench bench-compare bench-baseline models clean help
 
 help:
 	@echo "make demo [DURATION=20]   run the daemon against the probe simulator for DURATION seconds"
 	@echo "make test [PYTEST_ARGS=]  run the test suite"
 	@echo "make bench                run the benchmarks, JSON into $(OUT)/bench"
+	@echo "make bench-compare        micro-benchmarks (bench/micro) against the stored baseline"
+	@echo "make bench-baseline       micro-benchmarks, stored as the new baseline"
 	@echo "make test-train           install the train extra (TensorFlow) and run the model-build smoke test"
 	@echo "make test-interpreter     the suite in .venv-NAME with only INTERPRETER=NAME installed [$(INTERPRETER)]"
 	@echo "make test-arm64           the suite on emulated aarch64 (root) [ARM64_SUITE=$(ARM64_SUITE) ARM64_CPU=$(ARM64_CPU)]"
@@ -74,6 +76,17 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/firmware-py bench link --json $(OUT)/bench/link.json
 	$(BIN)/firmware-py bench kernels --json $(OUT)/bench/kernels.json
 	$(BIN)/firmware-py bench inference --json $(OUT)/bench/inference.json
+	$(BIN)/firmware-py bench e2e --json $(OUT)/bench/e2e.json --markdown $(OUT)/bench/e2e.md --plots $(OUT)/bench/e2e
+
+# pytest-benchmark micro-benchmarks (kernels, parser, decode); not collected by `make test` (testpaths).
+# The baseline is per machine: store one on the board you compare on (make bench-baseline).
+MICRO = $(BIN)/python -m pytest -p no:cacheprovider bench/micro --benchmark-storage=file://bench/micro/baseline \
+	--benchmark-sort=name --benchmark-columns=min,median,iqr,rounds
+bench-compare: $(VENV)/.installed-bench
+	$(MICRO) --benchmark-compare $(PYTEST_ARGS)
+
+bench-baseline: $(VENV)/.installed-bench
+	$(MICRO) --benchmark-save=baseline $(PYTEST_ARGS)
 
 clean:
 	rm -rf build *.egg-info kernels/*.c kernels/*.so $(OUT)

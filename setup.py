@@ -125,7 +125,8 @@ setup(
             "pillow>=10",
         ],
         # OpenCV is the kernel benchmark's baseline only: no test needs it, never on the device.
-        "bench": ["opencv-python-headless>=4.8,<5", "pillow>=10"],
+        # matplotlib draws bench e2e's plots.
+        "bench": ["opencv-python-headless>=4.8,<5", "pillow>=10", "matplotlib>=3.7"],
         # Model building only, never on the device. TensorFlow 2.14 is pinned: its converter emits
         # op versions the device's tflite-runtime 2.14 runs, its Keras 2 is what
         # tensorflow-model-optimization 0.7 (QAT) supports, and it accepts numpy<2.
