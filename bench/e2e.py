@@ -112,7 +112,8 @@ class Rig:
         sim.on_frame = lambda *_: self.send_times.append(time.monotonic())
 
     def counters(self) -> dict:
-        return flat_counters(self.console.counters()) if self.console else {}
+        # the first call also waits for the console to come up with the daemon
+        return flat_counters(self.console.counters(CONNECT_TIMEOUT_S)) if self.console else {}
 
     def serve(self, *, max_frames: int | None, timeout: float, progress: Progress | None, label: str) -> None:
         """Play frames in a thread (the simulator's own loop), showing progress until it ends."""
@@ -295,11 +296,12 @@ def run_tier(args, task: str, tier: str, rates: list[float], workdir: str,
     steps, lats, timeline, summary = [], {}, [], ""
     try:
         if replay is None:  # handshake and warm-up, not measured
+            before = rig.counters()
             rig.serve(max_frames=WARMUP_FRAMES, timeout=CONNECT_TIMEOUT_S, progress=None, label="")
             if sim.summary.frames_sent < WARMUP_FRAMES:
                 raise RuntimeError(f"the device did not take frames within {CONNECT_TIMEOUT_S:g} s "
                                    f"({daemon.failed() if daemon else 'check --probe-port'})")
-            rig.settle(WARMUP_FRAMES, 0, rig.counters())
+            rig.settle(WARMUP_FRAMES, 0, before)
         for fps in rates:
             frames = None if replay is not None else max(WARMUP_FRAMES, round(fps * args.duration))
             step, lat = rig.step(tier, fps, frames, progress)

@@ -87,7 +87,7 @@ def markdown(res: dict) -> str:
     lat = res["latency_ms"]
     out = [f"# bench e2e: {res['config']['frames']}, {res['reference']['tier']} at "
            f"{res['reference']['offered_fps']:g} fps", "",
-           f"Board {m['board']} ({m['cpus']} CPUs, governor {m['governor']}), load average at start "
+           f"Board {m['board']} ({m['cpus']} CPUs, governor {m['governor'] or 'not exposed'}), load average at start "
            f"{m['loadavg_at_start']}; {m['interpreter']['package']} {m['interpreter']['version']}; accelerator "
            f"{m['accelerator']}; firmware-py {m['firmware_py']}.", ""]
     out += [f"**Warning:** {w}" for w in m["warnings"] + res.get("warnings", [])]
@@ -184,8 +184,7 @@ def plots(res: dict, latencies: dict[str, list[float]], timeline: list[tuple[flo
         ax.plot([s["offered_fps"] for s in steps], [s["fps_sustained"] or 0 for s in steps], "o-", label=tier)
     top = max((s["offered_fps"] for s in res["steps"]), default=1)
     ax.plot([0, top], [0, top], color="grey", lw=0.5, ls="--", label="offered = sustained")
-    ax.set(xlabel="offered frame rate (fps)", ylabel="sustained results per second", title="throughput", xscale="log",
-           yscale="log")
+    ax.set(xlabel="offered frame rate (fps)", ylabel="sustained results per second", title="throughput")
     ax.legend(fontsize=7)
     fig.suptitle(note, fontsize=8)
     paths.append(_save(fig, plt, folder, "throughput.png"))
@@ -196,7 +195,7 @@ def plots(res: dict, latencies: dict[str, list[float]], timeline: list[tuple[flo
         names = sorted({t for _, t in timeline})
         ax.scatter([t - t0 for t, _ in timeline], [names.index(t) for _, t in timeline], s=2)
         ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set(xlabel="bench time (s)", title="tier of each result")
+    ax.set(xlabel="time since the first result (s)", title="tier of each result")
     fig.suptitle(note, fontsize=8)
     fig.tight_layout()
     paths.append(_save(fig, plt, folder, "tiers.png"))

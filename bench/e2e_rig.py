@@ -68,16 +68,16 @@ class Console:
         self.line = line
         self._banner_read = False
 
-    def call(self, command: str, timeout: float = 5.0) -> str:
+    def call(self, command: str, banner_timeout: float = 5.0, timeout: float = 5.0) -> str:
         if not self._banner_read:  # the banner and first prompt come when the daemon opens the port
-            read_until(self.line.fd, PROMPT, timeout)
+            read_until(self.line.fd, PROMPT, banner_timeout)
             self._banner_read = True
         os.write(self.line.fd, command.encode() + b"\r")
         reply = read_until(self.line.fd, PROMPT, timeout)
         return reply[:reply.rindex(PROMPT)].decode("utf-8", "replace").strip()
 
-    def counters(self) -> dict:
-        return json.loads(self.call("counters"))
+    def counters(self, banner_timeout: float = 5.0) -> dict:
+        return json.loads(self.call("counters", banner_timeout))
 
 
 class HostReader(threading.Thread):
@@ -182,7 +182,8 @@ class DaemonChild:
             yaml.safe_dump(cfg, f)
         self.log_path = os.path.join(workdir, "daemon.log")
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "firmware_py", "run", "--config", self.config_path],
+        # -P: the installed firmware_py, never a folder of that name in the bench's working directory
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "firmware_py", "run", "--config", self.config_path],
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
