@@ -15,9 +15,10 @@ service console for ``counters`` between steps, and reports per step:
 * sustained results per second, the model's own p99 (``latency_ms.inference`` of the results),
   CPU % and RSS of the daemon (psutil, when it is a child), energy per frame.
 
-``--sweep`` runs rising frame rates per tier (pinned with ``models.start_tier``) and stops a tier at
-its first saturated step (more than 1 % of frames lost, or results falling behind the rate sent);
-that tier's ``saturation_fps`` is the highest sustained rate measured.
+``--sweep`` runs rising frame rates per tier (pinned with ``models.start_tier``). A step is saturated
+when more than 1 % of its frames are lost or its results fall behind the rate sent; a tier stops
+at a saturated step that gains no more than 10 % throughput on its best earlier step (the
+plateau), and its ``saturation_fps`` is the highest sustained rate measured.
 
 Energy: no INA219/INA260 API exists in ``firmware_py.power`` yet, so energy comes from a power model
 of a Raspberry Pi 4 B (``POWER_MODEL``): ``board = idle W x wall time + W per busy core x daemon CPU
@@ -168,8 +169,10 @@ class Rig:
         acc = account(sent, len(got), before, after, self.console is not None)
         lat = [1000 * (t - self.sent_at(r)) for t, r in got]
         model = [r["latency_ms"]["inference"] for _, r in got]
+        device = [r["latency_ms"]["total"] for _, r in got]  # last byte received -> result made
         sends = self.send_times[t_sent0:]
         step = {"tier": tier, "offered_fps": fps, **summarise(acc, lat, model),
+                "device_total_p99_ms": percentiles(device)["p99"],
                 "sent_fps": rate(sends), "fps_sustained": rate([t for t, _ in got]),
                 "backends": sorted({r["backend"] for _, r in got}), "tiers_seen": sorted({r["tier"] for _, r in got})}
         cpu = self.sampler.window(t0, t1) if self.sampler else {"cpu_percent": None, "cpu_seconds": None,
@@ -310,7 +313,9 @@ def run_tier(args, task: str, tier: str, rates: list[float], workdir: str,
             progress.step_done(args.duration, f"{tier} {fps:g} fps: sent {step['sent']} processed {step['processed']}"
                                f" dropped {step['dropped']} corrupt {step['corrupt']} p99 {step['latency_ms']['p99']}"
                                f" ms, {step['fps_sustained']} fps sustained" + (" SATURATED" if step["saturated"] else ""))
-            if step["saturated"] or step["sender_limited"]:
+            # a plateau: losing frames and no longer gaining throughput (> 10 %) on the best step so far
+            best = max((s["fps_sustained"] or 0 for s in steps[:-1]), default=0)
+            if step["sender_limited"] or (step["saturated"] and (step["fps_sustained"] or 0) <= 1.1 * best):
                 break
         timeline = [(t, r["tier"]) for t, r in rig.reader.results]
     finally:
@@ -348,7 +353,8 @@ def run(args) -> tuple[dict, dict, list]:
     accel = (args.daemon_config or {}).get("accelerator", {}).get("kind", "none")
     res = {**totals, **by_cause, "accounting_exact": all(s["accounting_exact"] for s in steps),
            "latency_ms": ref["latency_ms"], "fps_sustained": ref["fps_sustained"],
-           "model_p99_ms": ref["model_p99_ms"], "cpu_percent": ref["cpu_percent"], "rss_mb_max": ref["rss_mb_max"],
+           "model_p99_ms": ref["model_p99_ms"], "device_total_p99_ms": ref["device_total_p99_ms"],
+           "cpu_percent": ref["cpu_percent"], "rss_mb_max": ref["rss_mb_max"],
            "energy": {**ref["energy"], "source": f"power model {args.power_idle_w} W idle + "
                       f"{args.power_core_w} W per busy core (no INA219/INA260 reading: firmware_py.power has no "
                       "current-sensor API yet)"},

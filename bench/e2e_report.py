@@ -103,12 +103,12 @@ def markdown(res: dict) -> str:
     if any(causes.values()):
         out += ["Attributed losses (all steps): " + ", ".join(f"{k} {v}" for k, v in causes.items() if v), ""]
     out += ["| tier | offered fps | sent fps | fps sustained | sent | processed | dropped | corrupt | p50 | p99 | "
-            "model p99 | CPU % | saturated |", "|" + "---|" * 13]
+            "device p99 | model p99 | CPU % | saturated |", "|" + "---|" * 14]
     for s in res["steps"]:
         out.append("| " + " | ".join(_cell(v) for v in (
             s["tier"], s["offered_fps"], s["sent_fps"], s["fps_sustained"], s["sent"], s["processed"], s["dropped"],
-            s["corrupt"], s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["model_p99_ms"], s["cpu_percent"],
-            s["saturated"])) + " |")
+            s["corrupt"], s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["device_total_p99_ms"], s["model_p99_ms"],
+            s["cpu_percent"], s["saturated"])) + " |")
     out += ["", "| tier | saturation fps |", "|---|---|"]
     out += [f"| {t} | {_cell(v)} |" for t, v in res["saturation_fps"].items()]
     out += ["", f"Energy: {res['energy']['source']}.", ""]
