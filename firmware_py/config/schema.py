@@ -12,6 +12,7 @@ from firmware_py.drivers.protocol import MAX_PAYLOAD_LIMIT
 from firmware_py.drivers.recorder import MIN_RECORD_BYTES
 from firmware_py.inference.accelerators import ACCELERATORS
 from firmware_py.power import BATTERIES, THERMALS
+from firmware_py.power.ladder import LADDER_HINT, LADDER_PATTERN
 from firmware_py.registry import Key, Section
 from firmware_py.results import SINKS
 
@@ -117,14 +118,30 @@ SCHEMA = Section({
         "low_battery_percent": Key("float", 30.0, "Below this charge the policy runs at most the second-largest "
                                    "tier.", min=0, max=100),
         "critical_battery_percent": Key("float", 10.0, "Below this charge the smallest tier runs.", min=0, max=100),
-        "hot_c": Key("float", 75.0, "Above this temperature every policy decision steps one tier below the "
-                     "current one, down to the smallest, until the temperature falls below `hot_c - hysteresis`, "
-                     "when that cap lifts at once.", min=0, max=150),
+        "bands": Key("map", {}, "More battery bands: charge in percent (as the key) below which the policy "
+                     "runs at most this many rungs below the top, e.g. `{\"60\": 1, \"40\": 3}`; the two bands "
+                     "above always apply too."),
+        "ladder": Key("str", "tiers,every:2,fps:15", "The rungs from the top: `tiers` (every model tier, "
+                      "largest first), then `every:K` (the smallest tier analyses one frame in K and the last "
+                      "result stays shown) and `fps:F` (the probe is asked for F frames a second).",
+                      pattern=LADDER_PATTERN, pattern_hint=LADDER_HINT),
+        "min_dwell_s": Key("float", 10.0, "The policy moves one rung per decision, and not again until this "
+                           "long after its last move, so no pattern of readings makes it flap.", min=0, max=3600),
+        "safe_rung": Key("int", 1, "Rungs below the top the policy runs while the battery gauge gives no "
+                         "reading (missing, or failing for `sensor_timeout_s`).", min=0, max=64),
+        "sensor_timeout_s": Key("float", 30.0, "How long a failing battery gauge's last reading still counts "
+                                "(a glitch or a dropout) before the policy falls back to `safe_rung`.",
+                                min=0, max=86400),
+        "hot_c": Key("float", 75.0, "On getting hotter than this the policy steps one rung below the current "
+                     "one and holds it (one more only if, a dwell later, it is `hysteresis` hotter still), "
+                     "until the temperature falls below `hot_c - hysteresis`.", min=0, max=150),
         "hysteresis": Key("float", 5.0, "Margin (percent or degC) a reading must recover by before stepping "
                           "back up.", min=0, max=50),
-        "latency_budget_ms": Key("float", 200.0, "While p90 inference latency is above this, every policy decision "
-                                 "steps one tier below the current one; under half of it (less `hysteresis` "
-                                 "percent) the policy allows one tier more per decision.", min=1, max=60000),
+        "latency_budget_ms": Key("float", 200.0, "Frame budget used until the probe's frame rate is measured "
+                                 "(then the budget is the frame period times the rung's analysis interval). "
+                                 "While p95 latency is above the budget the policy goes one rung below the "
+                                 "current one; under half of it (less `hysteresis` percent) it allows one "
+                                 "rung more.", min=1, max=60000),
         "battery": Section(doc="Battery gauge: `kind` picks one, its options are in the sub-section of that name.",
                            kinds=BATTERIES, kind_default="mock", kind_doc="Battery gauge to read.",
 ),

@@ -25,6 +25,11 @@ class FrameProcessor:
 
     An exception from the kernels or the engine rejects the frame (ProcessingThread counts it);
     the frame's buffer is released by the caller.
+
+    ``analysis_every`` (set by the tier controller on the control thread): analyse one frame in
+    that many; the others are counted in ``skipped_by_rate``, nothing is written for them and the
+    last result stays shown. ProcessingThread counts them as handled, so the frames processed are
+    ``proc.processed - skipped_by_rate``.
     """
 
     def __init__(self, engine, sinks, latency, preprocess_cfg, *, run_id: str = ""):
@@ -37,6 +42,9 @@ class FrameProcessor:
         self._last_tier: str | None = None
         self.tiers_used: list[str] = []
         self.last = "-"  # the last result, for the status line
+        self.analysis_every = 1
+        self.skipped_by_rate = 0
+        self._to_skip = 0  # frames still to skip before the next analysed one
 
     def _preprocessor(self, tier) -> Preprocessor:
         pp = self._preprocessors.get(tier.name)
@@ -44,7 +52,13 @@ class FrameProcessor:
             pp = self._preprocessors[tier.name] = preprocessor_for_tier(tier, self._preprocess_cfg)
         return pp
 
-    def process(self, frame) -> ResultRecord:
+    def process(self, frame) -> ResultRecord | None:
+        self._to_skip = min(self._to_skip, self.analysis_every - 1)  # a higher rate applies at once
+        if self._to_skip > 0:
+            self._to_skip -= 1
+            self.skipped_by_rate += 1
+            return None
+        self._to_skip = self.analysis_every - 1
         t0 = time.perf_counter()
         engine = self.engine
         view = engine.input_view()  # a pending tier swap happens here, between two frames

@@ -156,11 +156,13 @@ class Daemon:
             why = self.engine.status()["refused"].get(start, "see the log above")
             raise FirmwareError(f"models.start_tier {start} cannot be loaded ({why}); fix or re-sign that "
                                 "model, pin another tier, or set models.start_tier: auto")
+        self.frames = FrameProcessor(self.engine, self.sinks, self.latency, c.preprocess, run_id=self.run_id)
         self.tiers = TierController(self.engine, self.policy, self.battery, self.thermal, self.latency,
-                                    pinned=None if start == "auto" else self.engine.active_tier.name)
+                                    pinned=None if start == "auto" else self.engine.active_tier.name,
+                                    analysis=self.frames, probe_command=self._probe_rate_command,
+                                    link_stats=lambda: self.link.stats() if self.link else {})
         if self.probe is None:
             self.probe = self._probe_source()
-        self.frames = FrameProcessor(self.engine, self.sinks, self.latency, c.preprocess, run_id=self.run_id)
         self.proc = ProcessingThread(self.slot, self.frames.process, max_frames=c.run.max_frames,
                                      on_limit=self.stop_event.set, on_tick=self._feed_watchdog)
 
@@ -277,6 +279,13 @@ class Daemon:
         ack = self.link.send_command(command, value)
         return f"ok: probe acknowledged {command}={value:g} ({ack})"
 
+    def _probe_rate_command(self, command: str, value: float) -> bool:
+        """The tier controller's probe rung (control thread): False while the link is down."""
+        if self.link is None or not self.link.connected:
+            return False
+        self._cmd_probe(command, value)
+        return True
+
     def _cmd_restart(self) -> str:
         """Reopen the probe link (a new session and handshake); counters carry on."""
         if self.link is None:
@@ -300,8 +309,10 @@ class Daemon:
         stats = self.link.stats() if self.link else {}
         p50, p99 = self.latency.percentiles(50, 99)
         r = self.tiers.readings
+        skipped = self.frames.skipped_by_rate  # read first: the processing thread counts it before processed
         return Snapshot(
-            elapsed_s=elapsed, received=stats.get("frames_received", 0), processed=self.proc.processed,
+            elapsed_s=elapsed, received=stats.get("frames_received", 0), processed=self.proc.processed - skipped,
+            skipped_rate=skipped, rung=self.tiers.rung, reason=self.tiers.reason, sensor_faults=r.faults,
             dropped_stale=self.slot.dropped_stale,
             corrupt=stats.get("frames_rejected", 0) + stats.get("frames_no_buffer", 0),
             lost_gap=stats.get("frames_lost_gap", 0), rejected=self.proc.rejected,
@@ -321,7 +332,9 @@ class Daemon:
                 "frames_delivered", "frames_rejected", "frames_rejected_by_reason", "frames_no_buffer",
                 "frames_in_progress", "frames_lost_gap", "connected", "reconnects", "version")
         out = {k: link[k] for k in keep if k in link}
-        out.update(frames_processed=self.proc.processed, frames_dropped_stale=self.slot.dropped_stale,
+        skipped = self.frames.skipped_by_rate
+        out.update(frames_processed=self.proc.processed - skipped, frames_skipped_by_rate=skipped,
+                   frames_dropped_stale=self.slot.dropped_stale,
                    frames_rejected_processing=self.proc.rejected, tier=self.engine.active_tier.name,
                    backend=self.engine.backend_name, tier_mode=self.tiers.mode,
                    selftest_warnings=self.selftest_warnings)

@@ -26,6 +26,10 @@ class Snapshot:
     last: str
     link_error: str = ""  # the link's last error, shown while it is down
     warnings: list[str] = field(default_factory=list)  # the start-up selftest's
+    skipped_rate: int = 0  # received but not analysed: the rung analyses one frame in k
+    rung: str = ""  # the power policy's rung (tier, analysis rate, probe rate)
+    reason: str = ""  # why the tier controller is on it
+    sensor_faults: list[str] = field(default_factory=list)
 
 
 def _fmt(v: float | None, spec: str, unit: str = "") -> str:
@@ -34,16 +38,19 @@ def _fmt(v: float | None, spec: str, unit: str = "") -> str:
 
 def format_status(s: Snapshot) -> str:
     link = "" if s.connected else f" LINK DOWN ({s.link_error})" if s.link_error else " LINK DOWN"
-    return (f"[{s.elapsed_s:6.1f}s] rx {s.received} proc {s.processed} drop {s.dropped_stale} "
-            f"bad {s.corrupt + s.rejected} lost {s.lost_gap}{link} | tier {s.tier} ({s.backend}) | "
-            f"batt {_fmt(s.battery_percent, '.0f', '%')} {_fmt(s.temperature_c, '.0f', 'C')} | "
+    rung = f" rung {s.rung}" if s.rung and s.rung != s.tier else ""
+    why = f" [{s.reason}]" if s.reason else ""
+    return (f"[{s.elapsed_s:6.1f}s] rx {s.received} proc {s.processed} skip {s.skipped_rate} drop {s.dropped_stale} "
+            f"bad {s.corrupt + s.rejected} lost {s.lost_gap}{link} | tier {s.tier} ({s.backend}){rung}{why} | "
+            f"batt {_fmt(s.battery_percent, '.0f', '%')} {_fmt(s.temperature_c, '.0f', 'C')}"
+            + "".join(f" SENSOR FAILED {f}" for f in s.sensor_faults) + " | "
             f"lat p50 {_fmt(s.p50_ms, '.1f')} p99 {_fmt(s.p99_ms, '.1f')} ms | last {s.last}"
             + "".join(f" | WARNING {w}" for w in s.warnings))
 
 
 def format_summary(s: Snapshot, tiers_used: list[str]) -> str:
     return (f"firmware-py: ran {s.elapsed_s:.1f} s: {s.received} frames received, {s.processed} processed, "
-            f"{s.dropped_stale} dropped stale, {s.corrupt} corrupt, {s.rejected} rejected, {s.lost_gap} lost in "
+            f"{s.skipped_rate} skipped by the analysis rate, {s.dropped_stale} dropped stale, {s.corrupt} corrupt, {s.rejected} rejected, {s.lost_gap} lost in "
             f"gaps{f', {s.in_flight} cut off by the stop' if s.in_flight else ''}; tiers {', '.join(tiers_used) or '-'}; latency p50 {_fmt(s.p50_ms, '.1f')} ms "
             f"p99 {_fmt(s.p99_ms, '.1f')} ms; battery {_fmt(s.battery_percent, '.0f', '%')}")
 

@@ -8,11 +8,13 @@ auto`` the next step requests the policy's tier again.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from firmware_py.errors import FirmwareError, ModelError
 from firmware_py.power import PolicyInputs
+from firmware_py.power.ladder import Rung, build_rungs
 
 log = logging.getLogger(__name__)
 
@@ -22,20 +24,42 @@ PIN_TIMEOUT_S = 60.0
 
 @dataclass
 class Readings:
-    battery_percent: float | None = None
+    battery_percent: float | None = None  # what the policy uses: the lower of the board's and the probe's
+    board_battery_percent: float | None = None
+    probe_battery_percent: float | None = None  # from the probe's telemetry, while it is fresh
+    charging: bool = False
     temperature_c: float | None = None
-    latency_p90_ms: float | None = None
+    latency_p95_ms: float | None = None
+    frame_rate_fps: float | None = None  # asked of the probe, else measured from frames received
+    budget_ms: float | None = None
+    faults: list[str] = field(default_factory=list)  # sensors that did not answer this period
+
+
+TELEMETRY_FRESH_S = 5.0  # the probe sends telemetry at least once a second
 
 
 class TierController:
-    def __init__(self, engine, policy, battery, thermal, latency, *, pinned: str | None = None):
+    """Pinned tier, or the policy's rung: model tier, analysis rate (``analysis.analysis_every``) and
+    the probe's frame rate (``probe_command("frame_rate", fps)``; returns False while the link is
+    down, raises FirmwareError when the probe refuses). ``link_stats()``: the link's ``stats()``."""
+
+    def __init__(self, engine, policy, battery, thermal, latency, *, pinned: str | None = None,
+                 analysis=None, probe_command=None, link_stats=None, clock=time.monotonic):
         self.engine, self.policy = engine, policy
         self.battery, self.thermal, self.latency = battery, thermal, latency
+        self.analysis, self.probe_command = analysis, probe_command
+        self.link_stats = link_stats or dict
         self.pinned = pinned
         self.readings = Readings()
         self.reason = "pinned" if pinned else "start"
+        self.rung = ""  # the rung's label, for the status line
+        self._clock = clock
         self._loading: tuple[str, Future] | None = None  # a policy request still in flight
         self._refused: dict[str, str] = {}  # tiers the engine refused (until the next reload)
+        self._asked_fps: float | None = None  # the rate asked of the probe; None: its own
+        self._native_fps: float | None = None  # the probe's own rate, measured before any lowering
+        self._fps_refused = ""  # why the probe will not change its rate: the fps rungs are dropped
+        self._counted: tuple[float, int] | None = None  # (time, frames received) at the last reading
 
     @property
     def mode(self) -> str:
@@ -44,50 +68,121 @@ class TierController:
     # -- sensors and the policy (every policy period) --------------------------------------
     def read_sensors(self) -> Readings:
         r = self.readings
+        r.faults = []
         try:
-            r.battery_percent = self.battery.read()
+            r.board_battery_percent = self.battery.read()
+            r.charging = bool(getattr(self.battery, "charging", False))
         except OSError as exc:
-            if r.battery_percent is not None:
-                log.warning("battery gauge unreadable (%s); keeping the current tier", exc)
-            r.battery_percent = None
+            if r.board_battery_percent is not None:
+                log.warning("battery gauge unreadable (%s)", exc)
+            r.board_battery_percent, r.charging = None, False
+            r.faults.append(f"battery {self.battery.name}: {exc}")
         try:
             r.temperature_c = self.thermal.read()
-        except OSError:
+        except OSError as exc:
             r.temperature_c = None
-        (r.latency_p90_ms,) = self.latency.percentiles(90)
+            r.faults.append(f"thermal {self.thermal.name}: {exc}")
+        stats = self.link_stats()
+        age = stats.get("telemetry_age_s")
+        fresh = age is not None and age <= TELEMETRY_FRESH_S
+        r.probe_battery_percent = stats.get("battery_pct") if fresh else None
+        known = [v for v in (r.board_battery_percent, r.probe_battery_percent) if v is not None]
+        r.battery_percent = min(known) if known else None  # the first to run out ends the scan
+        self._measure_frame_rate(stats)
+        r.frame_rate_fps = self._asked_fps or self._native_fps
+        every = getattr(self.analysis, "analysis_every", 1)
+        r.budget_ms = 1000.0 * every / r.frame_rate_fps if r.frame_rate_fps else None
+        (r.latency_p95_ms,) = self.latency.percentiles(95)
         return r
 
-    def step(self, *, wait: bool = False) -> None:
-        """Read the sensors and, unless pinned, ask the engine for the policy's tier.
+    def _measure_frame_rate(self, stats: dict) -> None:
+        now, received = self._clock(), stats.get("frames_received")
+        if received is None:
+            return
+        if self._counted is not None and now - self._counted[0] >= 0.5 and self._asked_fps is None:
+            rate = (received - self._counted[1]) / (now - self._counted[0])
+            if rate > 0:
+                self._native_fps = rate
+        if self._counted is None or now - self._counted[0] >= 0.5:
+            self._counted = (now, received)
 
-        wait=True (at start, before the probe is opened) loads the tier synchronously so the
-        first frame already runs on it; afterwards loads run in the background.
+    def rungs(self) -> list[Rung]:
+        """The policy's ladder now: refused tiers left out, and the fps rungs while the probe refuses them."""
+        names = [n for n in self.engine.ladder if n not in self._refused]
+        if not names:
+            return []
+        metrics = {n: self.engine.manifest.tier(n).metrics for n in names}
+        rungs = build_rungs(self.policy.ladder_spec, names, metrics)
+        return [g for g in rungs if not (g.fps and self._fps_refused)]
+
+    def _current(self, rungs: list[Rung]) -> int | None:
+        active = self.engine.active_tier.name
+        every = getattr(self.analysis, "analysis_every", 1)
+        # Exact, else the probe's rate not applied yet (link down), else the tier at full rate (after a pin).
+        for key in ((active, every, self._asked_fps), (active, every), (active, 1)):
+            for i, g in enumerate(rungs):
+                if (g.tier, g.every, g.fps)[:len(key)] == key:
+                    return i
+        return None
+
+    def step(self, *, wait: bool = False, jump: bool = False) -> None:
+        """Read the sensors and, unless pinned, move to the policy's rung.
+
+        The policy moves one rung per decision, after its dwell. ``jump`` (and ``wait``, at start)
+        goes to the policy's goal directly: nothing to keep steady yet, or a pin just ended.
+        wait=True (before the probe is opened) loads the tier synchronously so the first frame
+        already runs on it; afterwards loads run in the background.
         """
         r = self.read_sensors()
         if self.pinned:
             return
         self._collect_loading()
-        ladder = self.engine.ladder
-        active = self.engine.active_tier.name
-        if active not in ladder:  # a reloaded set whose swap is still pending: decide next period
+        rungs = self.rungs()
+        current = self._current(rungs) if rungs else None
+        if current is None:  # a reloaded set whose swap is still pending: decide next period
             return
-        current = ladder.index(active)
-        target = ladder[self.policy.decide(current, PolicyInputs(r.battery_percent, r.temperature_c,
-                                                                 r.latency_p90_ms))]
+        self.policy.resize(len(rungs))
+        target = self.policy.decide(current, PolicyInputs(r.battery_percent, r.temperature_c, r.latency_p95_ms,
+                                                          charging=r.charging, budget_ms=r.budget_ms))
+        if wait or jump:
+            target = self.policy.goal
+            self.policy.moved()
         self.reason = self.policy.reason
-        if target == active or target in self._refused:
+        self.rung = rungs[target].label
+        if target != current:
+            log.info("rung %s -> %s (%s; costs: %s)", rungs[current].label, rungs[target].label, self.reason,
+                     rungs[target].cost)
+        self._apply(rungs[target], wait=wait)
+
+    def _apply(self, rung: Rung, *, wait: bool) -> None:
+        if self.analysis is not None:
+            self.analysis.analysis_every = rung.every
+        self._ask_frame_rate(rung.fps)
+        active = self.engine.active_tier.name
+        if rung.tier == active or (self._loading is not None and self._loading[0] == rung.tier):
             return
-        if self._loading is not None and self._loading[0] == target:
-            return  # still loading the tier this step wants
-        log.info("tier %s -> %s (%s)", active, target, self.reason)
         try:
-            future = self.engine.request_tier(target, wait=wait)
+            future = self.engine.request_tier(rung.tier, wait=wait)
         except ModelError as exc:  # refused at once (wait=True, or a tier known to be bad)
-            self._refuse(target, exc)
+            self._refuse(rung.tier, exc)
             return
-        self._loading = (target, future)
+        self._loading = (rung.tier, future)
         if wait:
             self._collect_loading()
+
+    def _ask_frame_rate(self, fps: float | None) -> None:
+        """Ask the probe for ``fps`` (None: its own rate again); a refusal drops the fps rungs."""
+        if fps == self._asked_fps or self.probe_command is None or self._fps_refused:
+            return
+        value = fps or self._native_fps
+        if value is None:
+            return  # its own rate was never measured, so there is nothing to restore
+        try:
+            if self.probe_command("frame_rate", round(value, 1)):
+                self._asked_fps = fps
+        except FirmwareError as exc:
+            self._fps_refused = str(exc)
+            log.warning("the probe refused a frame rate change (%s); the fps rungs are off", exc)
 
     def _collect_loading(self) -> None:
         if self._loading is None or not self._loading[1].done():
@@ -116,13 +211,16 @@ class TierController:
         except TimeoutError:
             raise FirmwareError(f"tier {name} did not load within {PIN_TIMEOUT_S:g} s; still on "
                                 f"{self.engine.active_tier.name}, {self.mode}") from None
-        self.pinned, self.reason = name, "pinned"
+        self.pinned, self.reason, self.rung = name, "pinned", name
+        if self.analysis is not None:  # a pinned tier analyses every frame the probe sends at its own rate
+            self.analysis.analysis_every = 1
+        self._ask_frame_rate(None)
         return f"ok: {name} pinned; it runs from the next frame (power policy off until 'tier auto')"
 
     def release(self) -> str:
         """Give the choice back to the policy and apply its decision now, not a period later."""
         self.pinned = None
-        self.step()
+        self.step(jump=True)
         target = self._loading[0] if self._loading else self.engine.active_tier.name
         return f"ok: the power policy chooses the tier ({target}: {self.reason})"
 

@@ -1,80 +1,189 @@
-"""Which tier to run, from battery charge, temperature and measured latency.
+"""Which rung to run, from battery charge, charging, temperature and measured latency.
 
-Tiers are indexed by rank on one task's ladder (0 = smallest). The battery sets a ceiling (the
-top tier, one below it when low, the smallest when critical). While too hot, every decision
-caps one tier below the current one, so the tier keeps falling one step per period down to the
-smallest; once cool again the cap lifts at once. While latency is over budget, every decision
-also lowers a latency cap to one below the current tier; ample headroom raises it one tier per
-decision. Every threshold has hysteresis: a reading must recover by ``hysteresis`` past the
-threshold before the policy steps back up, so a reading hovering at a threshold does not make
-the daemon flap between two models (each swap costs a load and a warm-up).
+Rungs are indexed from the bottom (0 = the cheapest; see ``ladder.py``). Each input sets a cap,
+and the policy's *goal* is the lowest cap:
+
+* battery: the top rung; ``bands`` (percent -> rungs below the top) and the two named bands
+  (below ``low``: one below the top; below ``critical``: the bottom) lower it. While charging
+  the battery sets no cap. A band is left upwards only once the charge clears its threshold
+  by ``hysteresis``. The charge is the median of the last five readings, so one wild reading
+  moves nothing. No reading for ``sensor_timeout_s`` (or never one): ``safe_rung`` below the
+  top, the configured safe choice for a gauge that is missing or failing.
+* heat: on becoming hot (above ``hot_c``), one rung below the current one, held until the
+  temperature falls below ``hot_c - hysteresis``; one more rung only if, a dwell later, it is
+  still ``hysteresis`` hotter than when the last step was taken.
+* latency: p95 over the frame budget lowers the cap to one below the current rung; p95 under
+  half the budget (less ``hysteresis`` percent) raises it by one.
+
+The policy moves one rung per decision and not again before ``min_dwell_s`` has passed since its
+last move, so no trace of readings can make it switch more than once per dwell (each swap costs
+a load and a warm-up). ``decide`` returns that next rung; ``goal`` is where it is heading, which
+the controller takes directly when nothing runs yet (start) or a manual pin ends.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import collections
+import logging
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from firmware_py.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PolicyInputs:
     battery_percent: float | None  # None: gauge unreadable
     temperature_c: float | None
-    latency_p90_ms: float | None  # None: not enough frames yet
+    latency_ms: float | None  # p95 over the window; None: not enough frames yet
+    charging: bool = False
+    budget_ms: float | None = None  # the frame budget; None: power.latency_budget_ms
+
+
+@dataclass(frozen=True)
+class Decision:
+    time: float
+    current: int
+    goal: int
+    target: int
+    reason: str
+    inputs: dict
+
+
+def _parse_bands(bands: dict) -> list[tuple[float, float]]:
+    out = []
+    for k, v in bands.items():
+        try:
+            pct, down = float(k), int(v)
+        except (TypeError, ValueError):
+            pct = down = -1
+        if not 0 <= pct <= 100 or down < 0 or isinstance(v, bool):
+            raise ConfigError(f"power.bands entry {k!r}: {v!r} is not percent: rungs below the top; write e.g. "
+                              '{"40": 2}')
+        out.append((pct, down))
+    return out
 
 
 class TierPolicy:
-    def __init__(self, n_tiers: int, *, low_battery: float, critical_battery: float, hot_c: float,
-                 hysteresis: float, latency_budget_ms: float):
-        if n_tiers < 1:
-            raise ValueError("the ladder has no tiers")
-        self.top = n_tiers - 1
+    def __init__(self, n_rungs: int, *, low_battery: float, critical_battery: float, hot_c: float,
+                 hysteresis: float, latency_budget_ms: float, bands: dict[str, int] | None = None,
+                 min_dwell_s: float = 0.0, safe_rung: int = 1, sensor_timeout_s: float = 30.0,
+                 ladder: str = "tiers", clock: Callable[[], float] = time.monotonic):
         self.low, self.critical, self.hot = low_battery, critical_battery, hot_c
         self.hyst, self.budget = hysteresis, latency_budget_ms
-        self._battery_band = 2  # 2 normal, 1 low, 0 critical (sticky across the hysteresis margin)
+        self.dwell, self.safe_rung, self.sensor_timeout = min_dwell_s, safe_rung, sensor_timeout_s
+        self.ladder_spec, self._clock = ladder, clock
+        # (threshold percent, rungs below the top), highest threshold first
+        named = [(low_battery, 1), (critical_battery, math.inf)]
+        bands_ = sorted(_parse_bands(bands or {}) + named, reverse=True)
+        # A lower charge never allows more than a higher one: each band's cap is the deepest so far.
+        self.bands = [(t, max(d for _, d in bands_[:i + 1])) for i, (t, _) in enumerate(bands_)]
+        self._band = -1  # index into self.bands of the lowest band entered; -1: above every threshold
+        self._last_good: float | None = None
+        self._recent: collections.deque[float] = collections.deque(maxlen=5)  # a median rejects one wild read
         self._hot = False
-        self._latency_cap = self.top
+        self._heat_cap: int | None = None
+        self._heat_step_c = 0.0
+        self._latency_cap: int | None = None
+        self._last_move = -math.inf
+        self.goal = 0
         self.reason = "start"
+        self.history: collections.deque[Decision] = collections.deque(maxlen=256)
+        self.resize(n_rungs)
 
     @classmethod
-    def from_config(cls, power, n_tiers: int) -> "TierPolicy":
+    def from_config(cls, power, n_rungs: int, *, clock: Callable[[], float] = time.monotonic) -> "TierPolicy":
         """From the typed ``power`` configuration section."""
-        return cls(n_tiers, low_battery=power.low_battery_percent, critical_battery=power.critical_battery_percent,
-                   hot_c=power.hot_c, hysteresis=power.hysteresis, latency_budget_ms=power.latency_budget_ms)
+        return cls(n_rungs, low_battery=power.low_battery_percent, critical_battery=power.critical_battery_percent,
+                   hot_c=power.hot_c, hysteresis=power.hysteresis, latency_budget_ms=power.latency_budget_ms,
+                   bands=power.bands, min_dwell_s=power.min_dwell_s, safe_rung=power.safe_rung,
+                   sensor_timeout_s=power.sensor_timeout_s, ladder=power.ladder, clock=clock)
 
-    def _update_battery_band(self, pct: float | None) -> None:
-        if pct is None:  # unknown charge: keep the last band rather than guessing
-            return
-        measured = 0 if pct < self.critical else 1 if pct < self.low else 2
-        if measured < self._battery_band:
-            self._battery_band = measured  # step down at once
-            return
-        # Step up only once the charge clears the threshold above the current band by the margin.
-        thresholds = {0: self.critical, 1: self.low}
-        while self._battery_band < measured and pct >= thresholds[self._battery_band] + self.hyst:
-            self._battery_band += 1
+    def resize(self, n_rungs: int) -> None:
+        """The ladder changed (a tier refused, a new model set): caps are clamped to it."""
+        if n_rungs < 1:
+            raise ValueError("the ladder has no rungs")
+        self.top = n_rungs - 1
 
+    def moved(self) -> None:
+        """The controller switched rung without ``decide`` (start, end of a pin): the dwell starts now."""
+        self._last_move = self._clock()
+
+    # -- caps -------------------------------------------------------------------------------
+    def _battery_cap(self, pct: float | None, charging: bool, now: float) -> tuple[int, str]:
+        if pct is not None:
+            self._last_good = now
+            self._recent.append(pct)
+            self._update_band(statistics.median(self._recent))
+        elif self._last_good is None or now - self._last_good > self.sensor_timeout:
+            return max(0, self.top - self.safe_rung), "battery unreadable: safe rung"
+        if charging:
+            return self.top, "charging"
+        if self._band < 0:
+            return self.top, "battery ok"
+        threshold, down = self.bands[self._band]
+        name = "critical" if threshold == self.critical else "low" if threshold == self.low else f"<{threshold:g}%"
+        return max(0, self.top - down) if down != math.inf else 0, f"battery {name}"
+
+    def _update_band(self, pct: float) -> None:
+        measured = max((i for i, (t, _) in enumerate(self.bands) if pct < t), default=-1)
+        if measured > self._band:
+            self._band = measured  # down at once
+        while self._band > measured and pct >= self.bands[self._band][0] + self.hyst:
+            self._band -= 1  # up only past the threshold plus the margin
+
+    def _heat(self, temp: float | None, current: int, now: float) -> None:
+        if temp is None:
+            return
+        if temp > self.hot:
+            escalate = self._hot and temp >= self._heat_step_c + self.hyst and now - self._last_move >= self.dwell
+            if not self._hot or escalate:
+                self._heat_cap = max(0, current - 1)
+                self._heat_step_c = temp
+            self._hot = True
+        elif temp < self.hot - self.hyst:
+            self._hot, self._heat_cap = False, None
+
+    def _latency(self, lat: float | None, budget: float, current: int) -> str | None:
+        if lat is None:
+            return None
+        if lat > budget:
+            self._latency_cap = max(0, min(self.top if self._latency_cap is None else self._latency_cap,
+                                           current - 1))
+            return f"latency p95 {lat:.1f} ms over the {budget:.0f} ms budget"
+        if self._latency_cap is not None and lat < budget * (1 - self.hyst / 100.0) / 2:
+            self._latency_cap = self._latency_cap + 1 if self._latency_cap + 1 < self.top else None
+        return None
+
+    # -- the decision -----------------------------------------------------------------------
     def decide(self, current: int, inputs: PolicyInputs) -> int:
-        """Target tier index for the next period."""
-        self._update_battery_band(inputs.battery_percent)
-        ceiling = {2: self.top, 1: max(0, self.top - 1), 0: 0}[self._battery_band]
-        reasons = {2: "battery ok", 1: "battery low", 0: "battery critical"}
-        reason = reasons[self._battery_band]
-
-        if inputs.temperature_c is not None:
-            if inputs.temperature_c > self.hot:
-                self._hot = True
-            elif inputs.temperature_c < self.hot - self.hyst:
-                self._hot = False
-        if self._hot:
-            ceiling = min(ceiling, max(0, current - 1) if current > 0 else 0)
-            reason = "too hot"
-
-        if inputs.latency_p90_ms is not None:
-            if inputs.latency_p90_ms > self.budget:
-                self._latency_cap = max(0, min(self._latency_cap, current - 1))
-                reason = "latency over budget"
-            elif inputs.latency_p90_ms < self.budget * (1 - self.hyst / 100.0) / 2:
-                # Plenty of headroom on the current tier: allow one step back up.
-                self._latency_cap = min(self.top, max(self._latency_cap, current + 1))
-        target = min(ceiling, self._latency_cap)
+        """The rung for the next period: at most one from ``current``, and only after the dwell."""
+        now = self._clock()
+        current = min(current, self.top)
+        goal, reason = self._battery_cap(inputs.battery_percent, inputs.charging, now)
+        self._heat(inputs.temperature_c, current, now)
+        if self._heat_cap is not None and self._heat_cap <= goal:
+            goal, reason = min(goal, self._heat_cap), f"too hot (over {self.hot:g} C)"
+        budget = inputs.budget_ms or self.budget
+        slow = self._latency(inputs.latency_ms, budget, current)
+        if self._latency_cap is not None and self._latency_cap <= goal:
+            goal, reason = min(goal, self._latency_cap), slow or "latency cap (waiting for headroom)"
+        self.goal = goal = min(goal, self.top)
+        target = current
+        if goal != current:
+            wait = self.dwell - (now - self._last_move)
+            if wait > 0:
+                reason += f"; holding rung {current} for the {self.dwell:g} s dwell ({wait:.0f} s left)"
+            else:
+                target = current + (1 if goal > current else -1)
+                self._last_move = now
         self.reason = reason
+        decision = Decision(now, current, goal, target, reason, asdict(inputs))
+        self.history.append(decision)
+        (log.info if target != current else log.debug)("power decision: rung %d -> %d (goal %d): %s; inputs %s",
+                                                         current, target, goal, reason, decision.inputs)
         return target
