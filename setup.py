@@ -92,6 +92,8 @@ RUNTIME_DEPS = [
     "crc32c>=2.3,<3",
     # Ed25519 signature of the model manifest.
     "cryptography>=41,<51",
+    # I2C fuel gauge (MAX17048); pure Python (py3-none-any wheel), so it installs on aarch64 as is.
+    "smbus2>=0.4,<1",
 ]
 
 setup(

@@ -10,6 +10,7 @@ from firmware_py.power.sensors import BATTERIES, THERMALS, Battery, Thermal, mak
 from firmware_py.power import battery_mock  # noqa: E402,F401
 from firmware_py.power import battery_sysfs  # noqa: E402,F401
 from firmware_py.power import battery_psutil  # noqa: E402,F401
+from firmware_py.power import battery_max17048  # noqa: E402,F401
 from firmware_py.power import thermal_mock  # noqa: E402,F401
 from firmware_py.power import thermal_sysfs  # noqa: E402,F401
 
