@@ -185,7 +185,7 @@ done
 # 4. tests on aarch64, one venv (one interpreter, installed alone) after the other
 for I in $INTERPRETERS; do
   V=/opt/venv-$I
-  IN="cd /opt/firmware-py && PATH=$V/bin:\$PATH FIRMWARE_PY_TEST_TIME_SCALE=10"  # tests/timing.py
+  IN="cd /opt/firmware-py && export PATH=$V/bin:\$PATH FIRMWARE_PY_TEST_TIME_SCALE=10"  # tests/timing.py
   C "$IN && python -c 'import platform, numpy; from firmware_py.inference.backend import interpreter_backend as b; \
 print(platform.machine(), platform.python_version(), \"numpy\", numpy.__version__, b().name, b().version)'" \
     | tee "$LOGS/versions-$I.txt"
