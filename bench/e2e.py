@@ -99,7 +99,7 @@ class Rig:
     """The simulator on the probe line, the result reader, the console and (optionally) the daemon."""
 
     def __init__(self, args, sim, probe: Line, host: Line, console: Line | None, daemon: DaemonChild | None,
-                 replay_frames: dict[int, int] | None):
+                 replay: tuple[dict[int, int], int] | None):
         self.args, self.sim, self.probe, self.daemon = args, sim, probe, daemon
         self.reader = HostReader(host)
         self.reader.start()
@@ -107,7 +107,8 @@ class Rig:
         self.sampler = ProcessSampler(daemon.pid) if daemon else None
         if self.sampler:
             self.sampler.start()
-        self.replay_frames = replay_frames  # recorded probe_time_us -> index of the chunk completing it
+        # recorded probe_time_us -> index of the chunk completing it, and the recording's frame count
+        self.replay_frames, self.replay_sent = replay or (None, 0)
         self.replay_chunk_times: list[float] = []
         self.send_times: list[float] = []
         sim.on_frame = lambda *_: self.send_times.append(time.monotonic())
@@ -145,7 +146,8 @@ class Rig:
     def sent_at(self, result: dict) -> float:
         """The bench's monotonic time of the frame behind ``result`` (see the module docstring)."""
         if self.replay_frames is None:
-            # The simulator stamps frames with time.monotonic() - its start; the bench made it.
+            # The simulator stamps frames with time.monotonic() - its start (_t0); the bench made it.
+            # ProbeSimulator has no public accessor for its clock's origin yet.
             return self.sim._t0 + result["probe_time_us"] / 1e6
         return self.replay_chunk_times[self.replay_frames[result["probe_time_us"]]]
 
@@ -158,11 +160,11 @@ class Rig:
         timeout = (frames / fps if frames and fps else self.args.duration) * 3 + 30
         self.serve(max_frames=None if frames is None else s0 + frames, timeout=timeout, progress=progress,
                    label=f"{tier} {fps:g} fps")
-        if self.replay_frames is not None:  # the recording's chunk times, made absolute
-            self.replay_chunk_times = [t0 + dt for dt, _ in self.sim.replay_log]
+        if self.replay_frames is not None:  # the chunks' write times, from the replay's start (after the hello)
+            self.replay_chunk_times = [self.sim._replay_t0 + dt for dt, _ in self.sim.replay_log]
         sent = self.sim.summary.frames_sent - s0
         if self.replay_frames is not None:
-            sent = len(self.replay_frames)
+            sent = self.replay_sent
         after = self.settle(sent, n0, before)
         t1 = time.monotonic()
         got = self.reader.results[n0:]
@@ -247,8 +249,10 @@ def make_simulator(args):
     return ProbeSimulator(source, fps=args.fps), None
 
 
-def replay_index(rec) -> dict[int, int]:
-    """probe_time_us of every frame in a recording -> the index of the chunk holding its last byte."""
+def replay_index(rec) -> tuple[dict[int, int], int]:
+    """probe_time_us of every frame in a recording -> the index of the chunk holding its last byte,
+    and how many frames the recording puts on the line: every frame header (a frame cut off at
+    the recording's end counts, the device sees its start)."""
     from firmware_py.drivers.parser import FrameParser
 
     parser, index = FrameParser(), {}
@@ -257,7 +261,7 @@ def replay_index(rec) -> dict[int, int]:
             if hasattr(item, "timestamp_us"):
                 index[item.timestamp_us] = i
                 item.release()
-    return index
+    return index, parser.frames_received
 
 
 def shipped_tiers() -> list[tuple[str, str]]:
@@ -364,9 +368,9 @@ def run(args) -> tuple[dict, dict, list]:
                       else ref["latency_ms"]["p99"] <= ref["model_p99_ms"] + 5.0,
                       "accounting_exact": all(s["accounting_exact"] for s in steps)},
            "steps": steps, "daemon_summaries": summaries,
-           "config": {"frames": "recording " + args.replay if args.replay else
-                      f"{args.lines} x {args.samples} uint{args.bits} {args.geometry}"
-                      + (f" from {args.images}" if args.images else " phantom"),
+           "config": {"frames": f"recording {args.replay}" if args.replay else
+                      f"images of {args.images} (linear uint8, one scan line per image column)" if args.images else
+                      f"{args.lines} x {args.samples} uint{args.bits} {args.geometry} phantom",
                       "duration_s_per_step": args.duration, "rates": rates, "attach": args.attach},
            "machine": machine(accel), "command": "firmware-py bench e2e " + shlex.join(args.argv),
            "warnings": [] if not any(s["sender_limited"] for s in steps) else
