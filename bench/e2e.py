@@ -103,7 +103,7 @@ class Rig:
         self.args, self.sim, self.probe, self.daemon = args, sim, probe, daemon
         self.reader = HostReader(host)
         self.reader.start()
-        self.console = Console(console) if console else None
+        self.console = Console(console, banner=daemon is not None) if console else None
         self.sampler = ProcessSampler(daemon.pid) if daemon else None
         if self.sampler:
             self.sampler.start()

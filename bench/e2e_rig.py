@@ -64,9 +64,12 @@ def read_until(fd: int, marker: bytes, timeout: float) -> bytes:
 class Console:
     """The daemon's service console, spoken to like a technician would (one command, one reply)."""
 
-    def __init__(self, line: Line):
+    def __init__(self, line: Line, *, banner: bool):
+        """``banner``: the daemon opens the port after us and greets; an attached one did long ago."""
         self.line = line
-        self._banner_read = False
+        self._banner_read = not banner
+        while not banner and select.select([line.fd], [], [], 0)[0]:
+            os.read(line.fd, 65536)  # whatever an earlier session left unread
 
     def call(self, command: str, banner_timeout: float = 5.0, timeout: float = 5.0) -> str:
         if not self._banner_read:  # the banner and first prompt come when the daemon opens the port
