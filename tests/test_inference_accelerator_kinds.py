@@ -138,7 +138,7 @@ def npu_set(tmp_path, model: bytes):
     doc = yaml.safe_load(open(path))
     doc["tiers"][0]["files"]["tnpu"] = file_entry(s["dir"], "small.tnpu")
     yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
-    sign_model_set(s["dir"], s["private"])
+    sign_model_set(s["dir"], s["private"], load_check=False)  # some tests give it a broken .tnpu
     return s
 
 

@@ -320,7 +320,8 @@ def test_from_config_accepts_the_daemon_config_object(models):
 
     cfg = SimpleNamespace(
         models=SimpleNamespace(manifest=os.path.join(models["dir"], "manifest.yaml"), public_key=models["public"],
-                               task="classify", start_tier="cls-large", memory_budget_mb=32.0),
+                               task="classify", start_tier="cls-large", memory_budget_mb=32.0,
+                               isolation_timeout_s=10.0),
         accelerator=SimpleNamespace(kind="none", cpu_threads=1, invoke_deadline_ms=500.0, reattach_initial_s=1.0,
                                     reattach_max_s=10.0),
     )

@@ -13,7 +13,7 @@ from model_sets import TWO_CLASSIFIERS, fixture, make_model_set  # noqa: E402
 from firmware_py.errors import ModelError, SecurityError  # noqa: E402
 from firmware_py.inference import Engine  # noqa: E402
 from firmware_py.inference.cli import main as models_main  # noqa: E402
-from firmware_py.inference.signing import verify_model_set, write_keypair  # noqa: E402
+from firmware_py.inference.signing import sign_model_set, verify_model_set, write_keypair  # noqa: E402
 
 
 @pytest.fixture
@@ -123,13 +123,13 @@ def test_tampered_update_keeps_last_known_good_set_running(signed, name, tamper,
         eng.close()
 
 
-def signed_update(s, edit) -> None:
+def signed_update(s, edit, *, exit_code=0) -> None:
     """Edit the manifest (edit(doc) changes it in place) and sign it with the set's key: a valid update."""
     path = os.path.join(s["dir"], "manifest.yaml")
     doc = yaml.safe_load(open(path))
     edit(doc)
     yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
-    assert models_main(["sign", "--key", s["private"], "--manifest", s["dir"]]) == 0
+    assert models_main(["sign", "--key", s["private"], "--manifest", s["dir"]]) == exit_code
 
 
 def test_good_update_is_taken_at_reload(signed):
@@ -242,7 +242,9 @@ def test_signed_update_whose_tiers_cannot_load_keeps_the_last_good_set(signed):
             for t in doc["tiers"]:
                 t["files"]["cpu"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
-        signed_update(signed, point_at_float_builds)
+        signed_update(signed, point_at_float_builds, exit_code=1)  # `models sign` refuses float builds...
+        assert not os.path.exists(os.path.join(signed["dir"], "manifest.yaml.sig"))
+        sign_model_set(signed["dir"], signed["private"], load_check=False)  # ...an older signer did not
         assert eng.reload() is False
         assert eng.models.digest == good
         assert eng.events.recent[-1]["kind"] == "reload_failed"

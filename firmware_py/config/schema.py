@@ -95,6 +95,11 @@ SCHEMA = Section({
                           "latency."),
         "memory_budget_mb": Key("float", 64.0, "Memory the resident tiers may use; decides how many stay "
                                 "loaded for hitless swaps.", min=1, max=4096),
+        "isolation_timeout_s": Key("float", 10.0, "Before the daemon's interpreter touches a model set (start, "
+                                   "reload), every model file is loaded and invoked once in a short-lived child "
+                                   "process; a file still loading or running after this long counts as hung and "
+                                   "refuses the set, like one that crashes (the last good set keeps serving).",
+                                   min=0.1, max=600),
     }),
     "accelerator": Section({
         "required": Key("bool", False, "The configured accelerator must be there: when it is absent at start "

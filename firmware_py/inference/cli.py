@@ -29,11 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--public-key", default=public, help="Ed25519 public key (PEM) to verify with")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    sg = sub.add_parser("sign", help="check every listed file's digest, then sign the manifest")
+    sg = sub.add_parser("sign", help="check every listed file's digest and load and run each in a child process, "
+                        "then sign the manifest; a refused set is left unsigned (an old signature is removed)")
     sg.add_argument("--key", required=True, help="Ed25519 private key (PEM) of the signer")
     sg.add_argument("--manifest", default=manifest, help="manifest file or model folder")
 
-    vf = sub.add_parser("verify", help="verify signature, digests, and that no file is missing or extra")
+    vf = sub.add_parser("verify", help="verify signature, digests, that no file is missing or extra, and that "
+                        "every file loads, matches its declared input and output and runs (in a child process)")
     vf.add_argument("--public-key", default=public, help=f"Ed25519 public key (PEM) (default: {public})")
     vf.add_argument("--manifest", default=manifest, help="manifest file or model folder")
 
@@ -88,13 +90,25 @@ def _cmd_sign(args) -> int:
 
 
 def _cmd_verify(args) -> int:
+    from firmware_py.inference import isolation
     from firmware_py.inference.signing import key_id, load_public_key, manifest_path_of, verify_model_set
 
     manifest, _ = verify_model_set(args.manifest, args.public_key)
-    n = len(manifest.files())
+    results = isolation.check_model_set(manifest)
+    isolation.refuse(results, isolation.NOT_OK)
     print(f"OK {manifest_path_of(args.manifest)}: signed by key {key_id(load_public_key(args.public_key))}, "
-          f"{len(manifest.tiers)} tier(s), {n} file(s) match their digests, no extra files")
+          f"{len(manifest.tiers)} tier(s), {len(manifest.files())} file(s) match their digests, no extra files; "
+          f"{_checked(results)}")
     return 0
+
+
+def _checked(results) -> str:
+    """What the child-process load check did, for sign and verify."""
+    ran = sum(r.ran for r in results)
+    text = f"{ran} build(s) loaded and ran in a child process"
+    if ran < len(results):
+        text += f", {len(results) - ran} accelerator build(s) format-checked only (no such accelerator here)"
+    return text
 
 
 def _cmd_keygen(args) -> int:

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from firmware_py.errors import ModelError
+from firmware_py.inference import isolation
 from firmware_py.inference.accelerators import AcceleratorKind, make_accelerator
 from firmware_py.inference.backend import interpreter_backend
 from firmware_py.inference.decode import InferenceOutput
@@ -53,6 +54,9 @@ class Engine:
     accelerator: an accelerator kind (firmware_py.inference.accelerators, e.g. EdgeTpu(...)), or
         None for CPU only; the engine wraps it in the Accelerator that owns the invoke deadline,
         fall-over and re-attach (`engine.accelerator`).
+    isolation_timeout_s: every file of a candidate set (at start and at each reload) is first loaded
+        and invoked in a child process (isolation.py) with this timeout per file; None skips that
+        (measurements of its cost only: a damaged file can then kill this process).
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class Engine:
         warmup_runs: int = 2,
         invoke_deadline_ms: float | None = 1000.0,
         reattach_backoff_s: tuple[float, float] = (2.0, 120.0),
+        isolation_timeout_s: float | None = isolation.DEFAULT_TIMEOUT_S,
         on_event: Callable[[dict], None] | None = None,
     ):
         self.events = EventLog(on_event)
@@ -75,7 +80,13 @@ class Engine:
         self.memory_budget_bytes = int(memory_budget_mb * 1024 * 1024)
         self.warmup_runs = warmup_runs
         self._cpu = CpuTwin(interpreter_backend())
-        self.models = ModelSet(models, public_key, self.events)
+        self.accelerator = None if accelerator is None else Accelerator(
+            accelerator, events=self.events, manifest=lambda: self.manifest, active=lambda: self._active,
+            slots=self._all_slots, threads=threads, warmup_runs=warmup_runs, invoke_deadline_ms=invoke_deadline_ms,
+            reattach_backoff_s=reattach_backoff_s)
+        self.isolation_timeout_s = isolation_timeout_s
+        self.models = ModelSet(models, public_key, self.events,
+                               check=None if isolation_timeout_s is None else self._check_in_child)
         self.models.load()  # raises SecurityError/ModelError when there is no good set at all
         if task is None and start_tier not in (None, "auto"):
             task = self.manifest.tier(start_tier).task
@@ -95,10 +106,6 @@ class Engine:
         self._closed = False
         self._frames = 0
         self._fallback_frames = 0
-        self.accelerator = None if accelerator is None else Accelerator(
-            accelerator, events=self.events, manifest=lambda: self.manifest, active=lambda: self._active,
-            slots=self._all_slots, threads=threads, warmup_runs=warmup_runs, invoke_deadline_ms=invoke_deadline_ms,
-            reattach_backoff_s=reattach_backoff_s)
         self._active: TierSlot = self._load_start(None if start_tier in (None, "auto") else start_tier, self.manifest)
         self._resident[self._active.tier.name] = self._active
         if accelerator is not None and self._active.accel is None and not accelerator.loaded:
@@ -129,6 +136,7 @@ class Engine:
             memory_budget_mb=models.memory_budget_mb,
             invoke_deadline_ms=acc.invoke_deadline_ms,
             reattach_backoff_s=(acc.reattach_initial_s, acc.reattach_max_s),
+            isolation_timeout_s=models.isolation_timeout_s,
             on_event=on_event,
         )
         if not models.public_key:
@@ -138,6 +146,17 @@ class Engine:
                                f"{public_key}, which anyone can sign with; set models.public_key to the "
                                "production key on a device")
         return engine
+
+    def _check_in_child(self, manifest: Manifest) -> dict:
+        """Run every file of a candidate set in a child process before this one's interpreter touches
+        it; a file that crashes, hangs or raises there refuses the set (ModelSetRefused)."""
+        t0 = time.perf_counter()
+        results = isolation.check_model_set(manifest, timeout_s=self.isolation_timeout_s, threads=self.threads,
+                                            accelerator=None if self.accelerator is None else self.accelerator.kind)
+        isolation.refuse(results)
+        return {"files": len(results), "ran": sum(r.ran for r in results),
+                "refused": sum(r.status == isolation.REFUSED for r in results),
+                "ms": round((time.perf_counter() - t0) * 1e3, 1)}
 
     @property
     def active_tier(self) -> Tier:

@@ -17,6 +17,8 @@ security_log = logging.getLogger("firmware_py.security")
 SECURITY_KINDS = frozenset({
     "missing-signature", "bad-signature", "wrong-key", "unreadable-signature", "missing-file",
     "extra-file", "digest-mismatch", "signature-not-checked", "missing-manifest", "unreadable-public-key",
+    # a file of a candidate set crashed, hung or raised in the child-process check (isolation.py)
+    "model-crashed", "model-hung", "model-raised", "model-check-failed",
 })
 INFO_KINDS = frozenset({"tier_swapped", "accelerator_loaded", "accelerator_reattached"})
 

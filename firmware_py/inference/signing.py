@@ -112,19 +112,38 @@ def signature_path_of(manifest_path: str) -> str:
     return manifest_path + ".sig"
 
 
-def sign_model_set(path: str, private_key_path: str) -> str:
-    """Check the folder against its manifest (digests, no extra files), then write the signature.
+def sign_model_set(path: str, private_key_path: str, *, load_check: bool = True,
+                   timeout_s: float | None = None) -> str:
+    """Check the folder against its manifest, then write the signature.
 
-    Refuses to sign a set that would not verify, so a stale manifest cannot get a valid signature.
-    path: the model folder or its manifest file. Returns the signing key's id.
+    Refuses to sign a set that would not verify (digests, no extra files) or, with load_check,
+    whose files cannot run: each is loaded, allocated, checked against the manifest's input and
+    output and invoked in a child process (firmware_py.inference.isolation). A refused set is left
+    unsigned: an existing signature is removed, so a set the signer refused never ships with the
+    signature of an earlier version of it. load_check=False signs what the interpreter has not
+    seen (tests build deliberately broken signed sets so). path: the model folder or its manifest
+    file. Returns the signing key's id.
     """
     private = load_private_key(private_key_path)
     manifest_path = manifest_path_of(path)
-    data = _read_manifest(manifest_path)
-    manifest = parse_manifest(data, manifest_path)
-    check_files(manifest, manifest.root)
+    sig_path = signature_path_of(manifest_path)
+    try:
+        data = _read_manifest(manifest_path)
+        manifest = parse_manifest(data, manifest_path)
+        check_files(manifest, manifest.root)
+        if load_check:
+            from firmware_py.inference import isolation
+
+            isolation.refuse(isolation.check_model_set(manifest, timeout_s=timeout_s or isolation.DEFAULT_TIMEOUT_S),
+                             isolation.NOT_OK)
+    except ModelError as e:
+        if not os.path.exists(sig_path):
+            raise
+        os.remove(sig_path)
+        message = f"{e} (not signed; removed the old signature {sig_path})"
+        raise (ModelSetRefused(e.kind, message) if isinstance(e, ModelSetRefused) else ModelError(message)) from None
     line = signature_line(data, private)
-    with open(signature_path_of(manifest_path), "w", encoding="ascii") as f:
+    with open(sig_path, "w", encoding="ascii") as f:
         f.write(line)
     return key_id(private.public_key())
 

@@ -75,6 +75,9 @@ def tier_entry(folder: str, name: str, cpu_file: str, *, task="classify", rank=0
 def make_model_set(folder: str, tiers: list[dict], *, keys_dir: str | None = None, copy: dict | None = None) -> dict:
     """Copy fixtures into `folder`, write the manifest from `tiers` (specs for tier_entry) and sign it.
 
+    The signature is written without `models sign`'s child-process load check: the tests sign
+    deliberately broken sets to see the engine refuse them.
+
     tiers: [{"name":..., "cpu": fixture file, "task":..., "rank":..., "accel": {key: fixture}, "io_from":...}]
     Returns {"dir", "private", "public"}; keys_dir=None makes a fresh throwaway key pair beside the folder.
     """
@@ -97,7 +100,7 @@ def make_model_set(folder: str, tiers: list[dict], *, keys_dir: str | None = Non
     private, public = os.path.join(keys_dir, "test.pem"), os.path.join(keys_dir, "test.pub")
     if not os.path.exists(private):
         write_keypair(private, public)
-    sign_model_set(folder, private)
+    sign_model_set(folder, private, load_check=False)
     return {"dir": folder, "private": private, "public": public}
 
 

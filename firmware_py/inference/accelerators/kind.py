@@ -96,6 +96,16 @@ class AcceleratorKind:
         return {}
 
     # -- shared by every kind -----------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """The configuration only, not the open device: the copy the model check's child process
+        gets (firmware_py.inference.isolation) opens a device of its own."""
+        state = dict(self.__dict__)
+        state.update(_lock=None, _handle=None, _attempted=False, error=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def handle(self) -> Any:
         """The open device handle, opening it on the first call; None when it cannot be opened."""
         with self._lock:
