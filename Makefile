@@ -11,7 +11,7 @@ SOURCES   = setup.py pyproject.toml $(wildcard kernels/*.pyx kernels/*.pxd kerne
 
 DATA     ?= ../shared/data
 
-.PHONY: demo test test-train test-interpreter test-arm64 bench bench-compare bench-baseline models clean help
+.PHONY: demo test test-train test-interpreter test-arm64 bench bench-compare bench-baseline models fuzz-models clean help
 
 help:
 	@echo "make demo [DURATION=20]   run the daemon against the probe simulator for DURATION seconds"
@@ -23,6 +23,7 @@ help:
 	@echo "make test-interpreter     the suite in .venv-NAME with only INTERPRETER=NAME installed [$(INTERPRETER)]"
 	@echo "make test-arm64           the suite on emulated aarch64 (root) [ARM64_SUITE=$(ARM64_SUITE) ARM64_CPU=$(ARM64_CPU)]"
 	@echo "make models DATA=DIR      rebuild the model zoo from the data (installs the train extra)"
+	@echo "make fuzz-models N=200    N mutated, signed model files at engine start and reload [SEED=1]"
 
 $(BIN)/python:
 	@sh tools/bootstrap.sh "$(PYTHON)"
@@ -53,6 +54,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite runs 24 of these (tests/test_inference_isolation.py); this is the longer run.
+N    ?= 200
+SEED ?= 1
+fuzz-models: $(VENV)/.installed-test
+	$(BIN)/python tests/fuzz_models.py -n $(N) --seed $(SEED)
 
 test-train: $(VENV)/.installed-train
 	$(BIN)/python -c "import tensorflow" && $(BIN)/python -m pytest tests/test_models_build_smoke.py $(PYTEST_ARGS)
