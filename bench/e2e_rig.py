@@ -80,7 +80,12 @@ class Console:
         return reply[:reply.rindex(PROMPT)].decode("utf-8", "replace").strip()
 
     def counters(self, banner_timeout: float = 5.0) -> dict:
-        return json.loads(self.call("counters", banner_timeout))
+        # the JSON object alone: a console may echo what was typed before its reply
+        text = self.call("counters", banner_timeout)
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end < start:
+            raise ValueError(f"the console's counters reply is not JSON: {text[:200]!r}")
+        return json.loads(text[start:end + 1])
 
 
 class HostReader(threading.Thread):
