@@ -183,7 +183,8 @@ class Rig:
         step["saturated"] = bool(step["sent"]) and (
             (step["dropped"] + step["corrupt"]) > LOSS_SATURATED * step["sent"]
             or (step["fps_sustained"] or 0) < BEHIND_SATURATED * (step["sent_fps"] or 0))
-        step["sender_limited"] = bool(fps) and (step["sent_fps"] or 0) < BEHIND_SATURATED * fps
+        # a recording keeps its own timing: no offered rate to fall behind
+        step["sender_limited"] = self.replay_frames is None and (step["sent_fps"] or 0) < BEHIND_SATURATED * fps
         return step, lat
 
     def close(self) -> str:
