@@ -125,6 +125,7 @@ setup(
             "pytest-benchmark>=4.0",
             "hypothesis>=6.80",
             "pillow>=10",
+            "pyte>=0.8",  # the console tests' terminal emulator: the screen a technician sees
         ],
         # OpenCV is the kernel benchmark's baseline only: no test needs it, never on the device.
         # matplotlib draws bench e2e's plots.

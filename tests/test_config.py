@@ -148,12 +148,15 @@ def test_cli_help_on_every_subcommand():
     assert run_cli("no-such-command").returncode == 2
 
 
-def test_cli_config_pin_prints_the_digest_for_console_pin_sha256():
+def test_cli_config_pin_prints_a_salted_scrypt_line_for_console_pin_hash():
+    from firmware_py.console.auth import verify_pin
+
     r = subprocess.run([sys.executable, "-m", "firmware_py", "config", "pin"], input="2468\n", capture_output=True,
                        text=True, timeout=60)
-    assert r.returncode == 0
-    digest = r.stdout.strip()
-    assert load_config(None).replace(console={"pin_sha256": digest}).console.pin_sha256 == digest
+    assert r.returncode == 0 and "2468" not in r.stdout
+    digest = r.stdout.split()[1]
+    assert load_config(None).replace(console={"pin_hash": digest}).console.pin_hash == digest
+    assert verify_pin("2468", digest) and not verify_pin("2469", digest)
     bad = subprocess.run([sys.executable, "-m", "firmware_py", "config", "pin"], input="12\n", capture_output=True,
                          text=True, timeout=60)
-    assert bad.returncode == 2 and "4 or more digits" in bad.stderr
+    assert bad.returncode == 2 and "4 to 12 digits" in bad.stderr

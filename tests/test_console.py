@@ -1,111 +1,165 @@
-"""Service console on a pseudo-terminal, talking to a real running daemon."""
+"""Service console on a pseudo-terminal, driven like a technician at a terminal, against a real daemon."""
 from __future__ import annotations
 
 import json
-import os
-import select
-import threading
+import sqlite3
 import time
-import tty
 
 import pytest
 
-from firmware_py.config import load_config
-from firmware_py.console import pin_digest
-from firmware_py.daemon.runner import Daemon
-
-PIN = "2468"
-
-
-class Terminal:
-    """The technician's end of the console cable."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-        self.buf = b""
-
-    def read_prompt(self, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while b"\r\n> " not in self.buf:
-            left = deadline - time.monotonic()
-            assert left > 0, f"no prompt; got {self.buf!r}"
-            if select.select([self.fd], [], [], left)[0]:
-                self.buf += os.read(self.fd, 4096)
-        text, _, self.buf = self.buf.partition(b"\r\n> ")
-        return text.decode()
-
-    def ask(self, line: str) -> str:
-        os.write(self.fd, line.encode() + b"\r")
-        return self.read_prompt()
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.console_rig import PIN, PIN_HASH, Rig, rising
+from tests.conftest_drivers import wait_for
 
 
 @pytest.fixture
-def console(tmp_path):
-    master, slave = os.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    cfg = load_config(None).replace(
-        console={"port": os.ttyname(slave), "pin_sha256": pin_digest(PIN), "lockout_s": 1.0},
-        run={"duration_s": 120.0}, simulator={"fps": 20.0},
-        output={"results": str(tmp_path / "r.jsonl"), "status_interval_s": 0.0})
-    daemon = Daemon(cfg)
-    runner = threading.Thread(target=daemon.run, daemon=True)
-    runner.start()
-    term = Terminal(master)
-    assert "service console" in term.read_prompt()
-    yield term, daemon
-    daemon.stop_event.set()
-    runner.join(20)
-    assert not runner.is_alive()
-    os.close(master)
-    os.close(slave)
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.close()
 
 
 @pytest.mark.slow
-def test_console_reports_status_and_counters_that_add_up(console):
-    term, daemon = console
-    assert wait_for(lambda: json.loads(term.ask("counters"))["frames_processed"] >= 5)
-    c = json.loads(term.ask("counters"))
+def test_the_screen_shows_banner_echo_corrected_typos_and_a_prompt_after_every_reply(rig):
+    t = rig.tech
+    t.pump(0.2)
+    assert "firmware-py service console; type help" in t.lines()[0] and t.cursor_line == ">"
+    t.type("statsu\x7f\x7fus")  # a typo, corrected with Backspace
+    assert t.wait_screen(lambda t: t.cursor_line == "> status"), t.cursor_line
+    reply = t.ask("")  # Enter runs what the screen shows
+    assert "rx " in reply and "| tier " in reply
+    assert t.lines()[-3] == "> status" and t.lines()[-2].startswith("[") and t.cursor_line == ">"
+    t.ask("")  # an empty line: a new prompt
+    assert t.lines()[-2:] == [">", ">"]
+    t.type("reload")
+    assert t.wait_screen(lambda t: t.cursor_line == "> reload")
+    t.type("\x15")  # Ctrl-U: the line is gone from the screen too
+    assert t.wait_screen(lambda t: t.cursor_line == ">")
+    t.type("\x1b[A")  # up: the last command comes back, and arrows never move the cursor elsewhere
+    assert t.wait_screen(lambda t: t.cursor_line == "> status"), t.cursor_line
+    t.type("\x03")
+    t.wait_raw(b"^C\r\n> ")
+    assert "unknown command 'frobnicate'; type help" in t.ask("frobnicate")
+    t.type("\x1b[15~\x1bOPtiers\r")  # function keys are swallowed
+    t.wait_raw(b"ladder")
+
+
+@pytest.mark.slow
+def test_reading_commands_help_names_and_json_replies(rig):
+    t = rig.tech
+    assert wait_for(lambda: json.loads(t.ask("counters"))["frames_processed"] >= 5)
+    c = json.loads(t.ask("counters"))
     assert c["frames_received"] >= c["frames_processed"] + c["frames_dropped_stale"]
-    assert "rx " in term.ask("status") and "| tier " in term.ask("status")
-    assert "ladder" in term.ask("tiers")
-    assert "unknown command 'frobnicate'" in term.ask("frobnicate")
-    assert "login PIN" in term.ask("help")
+    for name in ("status", "stats", "watch", "tier", "battery", "models", "verify", "selftest", "log", "config",
+                 "record", "probe", "restart", "login", "logout", "version", "exit", "json"):
+        assert name in t.ask("help")
+        assert t.ask(f"help {name}").startswith("usage: ")
+    assert "(login to change)" in t.ask("help tier")
+    stats = t.ask("stats")
+    for key in ("link.seq_restarts", "link.handshake_failures", "link.last_error", "link.battery_pct",
+                "power.battery_percent", "pipeline.frames_processed"):
+        assert f"{key}: " in stats
+    assert "models.manifest: " in t.ask("config show") and "console.pin_hash: ***" in t.ask("config show")
+    assert PIN_HASH not in t.raw.decode("utf-8", "replace")
+    assert "is signed by the configured key" in t.ask("verify")
+    assert t.ask("selftest").startswith("ok: selftest passed")
+    assert "connected: True" in t.ask("probe info")
+    assert "firmware_py: " in t.ask("version")
+    assert t.ask("tier").startswith(f"tier {rig.daemon.engine.active_tier.name} on cpu (")
+
+    one = json.loads(t.ask("status --json"))
+    assert one["ok"] and one["command"] == "status" and "rx " in one["reply"]
+    t.type("json on\r")
+    t.wait_raw(b'"reply": "json on"}\r\n')
+    start = len(t.raw)
+    t.type("battery\rfrobnicate\rtiers\r")  # no echo, no prompt: one JSON object per line
+    wait_for(lambda: t.raw.count(b"\n", start) >= 3 or t.pump(0.1))
+    replies = [json.loads(line) for line in t.raw[start:].decode().splitlines()]
+    assert [r["ok"] for r in replies] == [True, False, True]
+    assert replies[0]["data"]["battery_percent"] == 77.0 and "unknown command" in replies[1]["error"]
+    t.type("json off\r")
+    t.wait_raw(b"\r\n> ", start=start)
 
 
 @pytest.mark.slow
-def test_state_changes_need_the_pin_and_wrong_pins_lock_the_console(console):
-    term, daemon = console
+def test_changes_need_the_pin_wrong_pins_lock_out_and_every_change_is_audited(rig):
+    t, daemon = rig.tech, rig.daemon
     smallest = daemon.engine.ladder[0]
-    assert "log in first" in term.ask(f"tier {smallest}")
-    assert "log in first" in term.ask("probe gain 3")
-    assert "2 tries left" in term.ask("login 1111")
-    assert "1 tries left" in term.ask("login 1112")
-    assert "locked" in term.ask("login 1113")
-    assert "locked" in term.ask(f"login {PIN}")  # even the right PIN, while locked
+    assert "log in first" in t.ask(f"tier {smallest}")
+    assert "log in first" in t.ask("probe gain 3")
+    assert "2 tries left" in t.ask("login 1111")
+    assert "1 tries left" in t.ask("login 1112")
+    assert "locked for 1 s" in t.ask("login 1113")
+    assert "logins locked" in t.ask(f"login {PIN}")  # even the right PIN, while locked
+    assert "1111" not in t.raw.decode() and "login ****" in t.raw.decode()  # the PIN never shows
     time.sleep(1.1)
-    assert term.ask(f"login {PIN}") == "ok: logged in"
+    assert t.ask(f"login {PIN}") == "ok: logged in"
 
-    assert "pinned" in term.ask(f"tier {smallest}")
-    assert wait_for(lambda: json.loads(term.ask("counters"))["tier"] == smallest)
+    assert "pinned" in t.ask(f"tier {smallest}")
+    assert wait_for(lambda: json.loads(t.ask("counters"))["tier"] == smallest)
     assert daemon.policy_enabled is False
-    assert "no tier 'huge'" in term.ask("tier huge")
-    assert "policy" in term.ask("tier auto") and daemon.policy_enabled
+    assert "no tier 'huge'" in t.ask("tier huge")
+    assert "policy" in t.ask("tier auto") and daemon.policy_enabled
+    assert t.ask("probe gain 3") == "ok: probe acknowledged gain=3"
+    assert "unknown probe command" in t.ask("probe warp 9")
+    assert "not a number" in t.ask("probe gain loud")
+    assert "no recording path" in t.ask("record start")
+    t.ask("logout")
+    assert "log in first" in t.ask("reload")
+    start = len(t.raw)
+    t.type("exit\r")  # ends the session: a goodbye, no prompt
+    t.wait_raw(b"ok: bye\r\n", start=start)
+    t.pump(0.3)
+    assert not t.raw[start:].endswith(b"> ")
 
-    assert term.ask("probe gain 3").startswith("ok: probe acknowledged gain=3")
-    assert "unknown probe command" in term.ask("probe warp 9")
-    assert "not a number" in term.ask("probe gain loud")
-    term.ask("logout")
-    assert "log in first" in term.ask("reload")
+    daemon.journal.flush()
+    db = sqlite3.connect(daemon.journal.path)
+    rows = db.execute("SELECT session, action, outcome FROM audit ORDER BY id").fetchall()
+    actions = [a for _, a, _ in rows]
+    assert actions[0] == "session start"
+    assert ("login", "ok") in [(a, o) for _, a, o in rows]
+    assert any(a == f"tier {smallest}" and "pinned" in o for _, a, o in rows)
+    assert any(a == "probe gain 3" and o.startswith("ok: probe acknowledged") for _, a, o in rows)
+    assert any(a == "reload" and "log in first" in o for _, a, o in rows)  # refused changes too
+    assert "logout" in actions and "session end" in actions
+    assert not any(PIN in a or PIN in o or "1111" in a for _, a, o in rows)
+
+
+@pytest.mark.slow
+def test_watch_streams_live_results_until_n_or_a_key(rig):
+    t = rig.tech
+    reply = t.ask("watch 3")
+    lines = reply.splitlines()
+    assert lines[-1] == "ok: 3 result(s) shown" and len(lines) == 4
+    assert all(line.startswith("#") and " ms" in line for line in lines[:3])
+    start = len(t.raw)
+    t.type("watch\r")
+    t.wait_raw(b" ms\r\n", start=start)
+    t.type("q")  # any key ends it; the key is not taken as a command
+    end = t.wait_raw(b"result(s) shown\r\n> ", start=start)
+    assert b"unknown command" not in t.raw[start:end]
+    assert json.loads(t.ask("watch 1 --json").splitlines()[0])["tier"]
+
+
+@pytest.mark.slow
+def test_log_shows_recent_lines_and_the_session_ends_on_idle_and_on_reconnect(tmp_path):
+    rig = Rig(tmp_path, idle_timeout_s=1.0)
+    try:
+        t = rig.tech
+        assert "2 tries left" in t.ask("login 1111")
+        assert t.ask(f"login {PIN}") == "ok: logged in"
+        assert "WARNING firmware_py.console: console session" in t.ask("log 5").splitlines()[-1]
+        t.wait_raw(b"s idle; press a key\r\n", timeout=10)
+        t.type("\r")  # the first key after idle: a new session, logged out
+        t.wait_raw(b"type help\r\n> ", start=len(t.raw) - 1)
+        assert "log in first" in t.ask("restart pipeline")
+        assert t.ask(f"login {PIN}") == "ok: logged in"
+        t = rig.replug()  # unplug the cable and plug a new one in: the console reopens the port
+        t.wait_raw(b"type help\r\n> ")
+        assert "log in first" in t.ask("restart pipeline")  # a new connection starts logged out
+        assert rising(rig)
+        assert rig.daemon.console.reopens == 1
+    finally:
+        rig.close()
 
 
 def test_a_console_command_is_one_registered_function_listed_by_help():
@@ -119,14 +173,16 @@ def test_a_console_command_is_one_registered_function_listed_by_help():
 
     class Daemon:
         uptime_s = 42.0
+        journal = None
 
-    console = ServiceConsole("loop://", Daemon(), pin_sha256=pin_digest(PIN))
+    console = ServiceConsole("loop://", Daemon(), pin_hash=PIN_HASH)
     try:
         assert "uptime" in console.execute("help") and "seconds since start (login)" in console.execute("help")
+        assert console.execute("help uptime") == "usage: uptime\n  seconds since start (login)"
         assert console.execute("uptime") == "error: log in first: login PIN"
         assert console.execute(f"login {PIN}") == "ok: logged in"
         assert console.execute("UPTIME") == "ok: up 42 s"
+        assert json.loads(console.execute("uptime --json")) == {"command": "uptime", "ok": True, "reply": "up 42 s"}
     finally:
         del COMMANDS["uptime"]
-        console.stop()
     assert "uptime" not in console.execute("help")

@@ -12,7 +12,9 @@ def add_parser(sub) -> None:
                        "prints the configuration the daemon would run with PATH: the file merged over the "
                        "defaults, every key; "
                        "'check PATH' validates a file and exits 0 if it is good, 2 if not; "
-                       "'pin' reads a technician PIN from stdin and prints the console.pin_sha256 value.")
+                       "'pin' reads a technician PIN (without echo on a terminal, else one line of stdin) and "
+                       "prints the console.pin_hash line: a salted scrypt digest, its cost tuned on this "
+                       "machine (run it on the device).")
     p.add_argument("action", choices=("show", "check", "pin"))
     p.add_argument("path", nargs="?", help="configuration file to show merged or to check")
     p.set_defaults(handler=run)
@@ -30,17 +32,29 @@ def run(args) -> int:
             sys.stdout.write(default_config_text())
         return 0
     if args.action == "pin":
-        from firmware_py.console import pin_digest
-
-        pin = sys.stdin.readline().strip()
-        if len(pin) < 4 or not pin.isdigit():
-            print("firmware-py: error: a PIN is 4 or more digits; type it on stdin", file=sys.stderr)
-            return 2
-        print(pin_digest(pin))
-        return 0
+        return _make_pin_hash()
     if not args.path:
         print("firmware-py: error: 'config check' needs the path of a YAML file", file=sys.stderr)
         return 2
     load_config(args.path)
     print(f"{args.path}: ok")
+    return 0
+
+
+def _make_pin_hash() -> int:
+    import getpass
+
+    from firmware_py.console.auth import hash_pin, tuned_cost
+
+    if sys.stdin.isatty():
+        pin = getpass.getpass("technician PIN: ")
+        if getpass.getpass("again: ") != pin:
+            print("firmware-py: error: the two PINs differ; run config pin again", file=sys.stderr)
+            return 2
+    else:
+        pin = sys.stdin.readline().strip()
+    if not 4 <= len(pin) <= 12 or not pin.isdigit():
+        print("firmware-py: error: a PIN is 4 to 12 digits; type it again", file=sys.stderr)
+        return 2
+    print(f"pin_hash: {hash_pin(pin, tuned_cost())}   # under console: in the configuration")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from firmware_py.console.auth import PATTERN as PIN_HASH_PATTERN
 from firmware_py.drivers.protocol import MAX_PAYLOAD_LIMIT
 from firmware_py.drivers.recorder import MIN_RECORD_BYTES
 from firmware_py.inference.accelerators import ACCELERATORS
@@ -183,13 +184,21 @@ SCHEMA = Section({
         "port": Key("str", None, "Serial port (device path or pyserial URL) of the technician's service console. "
                     "`null`: no console.", nullable=True),
         "baudrate": Key("int", 115200, "Line rate of the console port.", min=1200, max=4000000),
-        "pin_sha256": Key("str", None, "SHA-256 (hex) of the technician PIN that unlocks the console's state-"
-                          "changing commands; make it with `firmware-py config pin`. `null`: those commands are "
-                          "disabled.", nullable=True, pattern=r"[0-9a-fA-F]{64}",
-                          pattern_hint="64 hex digits from firmware-py config pin"),
-        "lockout_s": Key("float", 30.0, "How long the console refuses logins after three wrong PINs.",
+        "pin_hash": Key("str", None, "Salted scrypt digest of the technician PIN that unlocks the console's state-"
+                        "changing commands (`scrypt$N$r$p$SALT$HASH`); make it with `firmware-py config pin` on the "
+                        "device. `null`: those commands are disabled.", nullable=True, pattern=PIN_HASH_PATTERN,
+                        pattern_hint="a scrypt$N$r$p$SALT$HASH line from firmware-py config pin"),
+        "max_failures": Key("int", 5, "Wrong PINs in a row that lock logins for `lockout_s`.", min=1, max=100),
+        "backoff_s": Key("float", 1.0, "Wait after the first wrong PIN before the next try; doubles with each "
+                         "further wrong PIN.", min=0, max=3600),
+        "lockout_s": Key("float", 60.0, "How long logins are refused after `max_failures` wrong PINs.",
                          min=1, max=86400),
-    }),
+        "idle_timeout_s": Key("float", 300.0, "A session with no key pressed for this long ends (logged out); "
+                              "the next key starts a new one with the banner.", min=1, max=86400),
+        "max_line": Key("int", 256, "Longest command line; a longer one is refused with an error.",
+                        min=16, max=4096),
+    }, moved={"pin_sha256": "pin_hash (an unsalted SHA-256 is no longer accepted; make the salted digest "
+                            "with: firmware-py config pin)"}),
     "run": Section({
         "duration_s": Key("float", 0.0, "Stop after this many seconds; 0 runs until SIGINT/SIGTERM.",
                           min=0, max=10 ** 7),

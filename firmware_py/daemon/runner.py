@@ -44,6 +44,7 @@ from firmware_py.daemon.tiers import TierController
 from firmware_py.errors import ConfigError, FirmwareError
 from firmware_py.power import TierPolicy, make_battery, make_thermal
 from firmware_py.results import SINKS, ResultJournal
+from firmware_py.results.sinks import ResultFeed
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,9 @@ class Daemon:
         self.latency = LatencyWindow()
         self.slot = LatestFrameSlot()
         self.commands = CommandQueue({"tier": self._cmd_tier, "reload": self._cmd_reload,
-                                      "probe": self._cmd_probe, "restart": self._cmd_restart})
+                                      "probe": self._cmd_probe, "restart": self._cmd_restart,
+                                      "record": self._cmd_record})
+        self.result_feed = ResultFeed()  # live results for the console's watch
         self.journal: ResultJournal | None = None
         self.sinks: list = []
         self.link = None
@@ -178,17 +181,19 @@ class Daemon:
 
     def _open_sinks(self) -> None:
         if self._given_sinks is not None:
-            self.sinks.extend(self._given_sinks)
+            self.sinks.extend(self._given_sinks + [self.result_feed])
             return
         self.sinks.extend(SINKS.open(self.cfg.output))
         self.journal = next((s for s in self.sinks if isinstance(s, ResultJournal)), None)
         if self.journal is not None:
             # Durable first: the frame processor writes to the journal only, and the journal passes
             # each result on to the other sinks once its batch is committed.
-            self.journal.downstream = [s for s in self.sinks if s is not self.journal]
+            self.journal.downstream = [s for s in self.sinks if s is not self.journal] + [self.result_feed]
             self.journal.run_id = self.run_id
             self.journal.on_failure = self._journal_failed
             self.sinks[:] = [self.journal]
+        else:
+            self.sinks.append(self.result_feed)
 
     def _probe_source(self):
         c = self.cfg
@@ -219,8 +224,7 @@ class Daemon:
             return
         from firmware_py.console import ServiceConsole
 
-        self.console = ServiceConsole(c.port, self, pin_sha256=c.pin_sha256, baudrate=c.baudrate,
-                                      lockout_s=c.lockout_s)
+        self.console = ServiceConsole.from_config(c, self)
         self.console.start()
 
     def _on_link_event(self, event) -> None:
@@ -277,7 +281,7 @@ class Daemon:
         if self.link is None:
             raise FirmwareError("the probe link is not open yet; try again in a moment")
         ack = self.link.send_command(command, value)
-        return f"ok: probe acknowledged {command}={value:g} ({ack})"
+        return f"ok: probe acknowledged {command}={ack.value:g}" + (f" ({ack.message})" if ack.message else "")
 
     def _probe_rate_command(self, command: str, value: float) -> bool:
         """The tier controller's probe rung (control thread): False while the link is down."""
@@ -285,6 +289,18 @@ class Daemon:
             return False
         self._cmd_probe(command, value)
         return True
+
+    def _cmd_record(self, action: str, path: str | None = None) -> str:
+        """Start or stop recording the probe's raw stream; the link is reopened to open or close the file."""
+        if self.link is None:
+            raise FirmwareError("the probe link is not open yet; try again in a moment")
+        if action == "start":
+            path = path or self.cfg.probe.record_path
+            if not path:
+                raise FirmwareError("no recording path: give record start PATH or set probe.record_path")
+        self.link.record_path = path if action == "start" else None
+        self._cmd_restart()
+        return f"ok: recording the probe to {path}" if action == "start" else "ok: recording stopped"
 
     def _cmd_restart(self) -> str:
         """Reopen the probe link (a new session and handshake); counters carry on."""

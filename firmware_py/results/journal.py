@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL,
     run_id TEXT
 );
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    wall_time REAL NOT NULL,
+    source TEXT NOT NULL,
+    session INTEGER,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    run_id TEXT
+);
 """
 RETRY_S = 5.0  # after a write failure, how often the disk is tried again
 
@@ -162,12 +171,21 @@ class ResultJournal:
     def event(self, kind: str, message: str | dict) -> None:
         """A probe, engine or security event; dicts are stored as JSON. Committed with the next batch."""
         text = message if isinstance(message, str) else json.dumps(message, sort_keys=True, default=str)
+        self._insert_row("INSERT INTO events (wall_time, kind, message, run_id) VALUES (?,?,?,?)",
+                         (time.time(), kind, text, self.run_id or None))
+
+    def audit(self, *, source: str, session: int | None, action: str, outcome: str) -> None:
+        """Who did what through a service channel (a console session, a command and its outcome);
+        never a PIN. Committed with the next batch, like events."""
+        self._insert_row("INSERT INTO audit (wall_time, source, session, action, outcome, run_id) "
+                         "VALUES (?,?,?,?,?,?)", (time.time(), source, session, action, outcome, self.run_id or None))
+
+    def _insert_row(self, sql: str, row: tuple) -> None:
         with self._lock:
             if self.failure is not None:
                 return  # said once already; the log has the event
             try:
-                self._db.execute("INSERT INTO events (wall_time, kind, message, run_id) VALUES (?,?,?,?)",
-                                 (time.time(), kind, text, self.run_id or None))
+                self._db.execute(sql, row)
                 self._pending_rows += 1
                 self._oldest = self._oldest or time.monotonic()
             except sqlite3.Error as exc:

@@ -8,8 +8,10 @@ None when the configuration leaves it off. A sink with options declares them wit
 from __future__ import annotations
 
 import json
+import queue
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Callable
 
@@ -59,6 +61,43 @@ class JsonLinesSink:
     def close(self) -> None:
         if self._own:
             self._fh.close()
+
+
+class ResultFeed:
+    """Live copies of results for whoever watches (the console's ``watch``). The daemon adds it
+    after the journal, so a watcher sees what has left the device; a watcher too slow to keep up
+    loses the oldest results it has not read, and the pipeline never waits for it."""
+
+    def __init__(self, depth: int = 256):
+        self._depth = depth
+        self._watchers: list[queue.Queue] = []
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    @contextmanager
+    def subscription(self):
+        q: queue.Queue = queue.Queue(self._depth)
+        with self._lock:
+            self._watchers.append(q)
+        try:
+            yield q
+        finally:
+            with self._lock:
+                self._watchers.remove(q)
+
+    def write(self, record: ResultRecord) -> None:
+        with self._lock:
+            for q in self._watchers:
+                while True:
+                    try:
+                        q.put_nowait(record)
+                        break
+                    except queue.Full:
+                        q.get_nowait()
+                        self.dropped += 1
+
+    def close(self) -> None:
+        pass
 
 
 class SinkRegistry:
