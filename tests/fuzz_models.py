@@ -10,6 +10,7 @@ engine accepts, so a file the child-process check passed is exercised by this pr
 interpreter too. A crash would take this process down: surviving the run is the result.
 
     make fuzz-models N=500          # or: .venv/bin/python tests/fuzz_models.py -n 500 --seed 1
+    .venv/bin/python tests/fuzz_models.py -n 500 --interpreter tflite_runtime.interpreter
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from model_sets import TWO_CLASSIFIERS, file_entry, make_model_set  # noqa: E402
 
 from firmware_py.errors import ModelError  # noqa: E402
 from firmware_py.inference import Engine  # noqa: E402
+from firmware_py.inference.backend import CANDIDATES, interpreter_backend  # noqa: E402
 from firmware_py.inference.signing import ModelSetRefused, sign_model_set  # noqa: E402
 
 TIERS = TWO_CLASSIFIERS + [{"name": "seg", "cpu": "seg_int8.tflite", "task": "segment", "rank": 0}]
@@ -156,7 +158,10 @@ def main(argv=None) -> int:
     p.add_argument("-n", type=int, default=200, help="mutations (default 200)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("-v", action="store_true", help="one line per mutation")
+    p.add_argument("--interpreter", choices=CANDIDATES, help="interpreter package when both are installed "
+                   "(default: the engine's choice, ai_edge_litert first)")
     args = p.parse_args(argv)
+    print(f"interpreter: {interpreter_backend((args.interpreter,) if args.interpreter else CANDIDATES).name}")
     with tempfile.TemporaryDirectory() as workdir:
         tally = fuzz(args.n, args.seed, workdir, log=print if args.v else None)
     for path, counts in tally.items():

@@ -5,8 +5,8 @@ file can kill the process that loads it (SIGSEGV in the constructor, SIGFPE in i
 loader fuzz). Before the engine's own interpreter touches a new set (start, reload) and before
 `models sign` / `models verify` vouch for one, each file the host can run goes through the exact
 load path of the engine (TierRuntime: digest, format check, interpreter, allocation, I/O checked
-against the manifest) and is invoked on the zero point (as the warm-up does) and on a seeded random
-input, then decoded, in a child process. The child is forked from multiprocessing's forkserver, a
+against the manifest) and is invoked once on a seeded random input of the declared shape, and the
+output decoded, in a child process. The child is forked from multiprocessing's forkserver, a
 clean interpreter started once per process with the interpreter package preloaded: it inherits no
 daemon thread and no interpreter state, and a check after the first one costs a fork, not a start.
 
@@ -14,6 +14,10 @@ All files of a set run in one child. When it dies (a signal) or stops reporting 
 timeout (a hang), the file it was on is named and the files after it run in a new child. Each
 model's interpreter is released and collected before its result is sent, so a crash in a destructor
 is charged to the file that caused it.
+
+As with any multiprocessing start method but fork, the child imports the parent's main module: a
+script that builds an Engine or signs a set keeps its top level under `if __name__ == "__main__":`
+(the `firmware-py` entry point and `python -m ...` are fine).
 """
 from __future__ import annotations
 
@@ -192,6 +196,7 @@ def _child_main(conn, manifest: Manifest, jobs: list[tuple[str, str]], backend_n
                 delegate: DelegateKind | None, threads: int) -> None:
     cpu = CpuTwin(find_backend((backend_name,)))
     rng = np.random.default_rng(_INPUT_SEED)
+    gc.freeze()  # what the child started with is never garbage: the collection after each file skips it
     for i, (tier_name, backend) in enumerate(jobs):
         tier = manifest.tier(tier_name)
         if backend != "cpu" and delegate.handle() is None:  # e.g. a USB device the parent holds open
@@ -212,7 +217,6 @@ def _check_one(conn, i: int, manifest: Manifest, tier: Tier, backend: str, runti
         rt = TierRuntime(manifest, tier, backend, runtime, threads=threads)
         conn.send((_INVOKING, i))
         stage = _INVOKING
-        rt.warm_up(1)  # the zero point, as the engine's warm-up
         view = rt.input_view()
         view[...] = rng.integers(-128, 128, view.shape, dtype=view.dtype)
         del view

@@ -12,6 +12,7 @@
  *   hang_file=PATH   while PATH exists, invoke hangs (until PATH is removed, at most hang_ms,
  *                    default 2000) before copying; fake_npu_hanging() counts invokes hanging now
  *   fail_create=1    tflite_plugin_create_delegate returns NULL (load_delegate raises)
+ *   crash_file=PATH  while PATH exists, invoke kills the process with SIGSEGV (a driver bug)
  * fake_npu_invocations() counts kernel invocations so a test can prove the delegate ran.
  *
  * No TensorFlow headers are available here, so the few structs used are declared below with
@@ -22,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -130,6 +132,7 @@ typedef struct {
   int claim;
   char fail_file[512];
   char hang_file[512];
+  char crash_file[512];
   int hang_ms;
 } FakeNpuOptions;
 
@@ -161,6 +164,7 @@ static TfLiteStatus kernel_invoke(TfLiteContext *ctx, TfLiteNode *node) {
     ctx->ReportError(ctx, "fake-npu: device lost (fail_file present)");
     return kTfLiteError;
   }
+  if (opt != NULL && exists(opt->crash_file)) raise(SIGSEGV);
   if (opt != NULL && exists(opt->hang_file)) {
     /* Wedged until the test "replugs" (removes the file): the test then knows the invoke is
      * still inside the device when the engine gives up on it, with no timing assumption. */
@@ -230,6 +234,7 @@ TfLiteDelegate *tflite_plugin_create_delegate(char **keys, char **values, size_t
     else if (strcmp(keys[i], "fail_file") == 0) strncpy(opt->fail_file, values[i], sizeof opt->fail_file - 1);
     else if (strcmp(keys[i], "hang_file") == 0) strncpy(opt->hang_file, values[i], sizeof opt->hang_file - 1);
     else if (strcmp(keys[i], "hang_ms") == 0) opt->hang_ms = atoi(values[i]);
+    else if (strcmp(keys[i], "crash_file") == 0) strncpy(opt->crash_file, values[i], sizeof opt->crash_file - 1);
     else if (strcmp(keys[i], "fail_create") == 0 && atoi(values[i]) != 0) {
       if (report_error) report_error("fake-npu: no device found (fail_create=1)");
       free(opt);
