@@ -164,12 +164,15 @@ def test_a_steady_charge_with_noise_under_the_hysteresis_settles_and_stays(level
     current = 5
     for _ in range(40):
         current = step(p, current, batt=min(100.0, max(0.0, level + rng.uniform(-noise, noise))))
-    moves = 0
+    directions = []
     for _ in range(200):  # settled: the noise never crosses a threshold by the margin again
         target = step(p, current, batt=min(100.0, max(0.0, level + rng.uniform(-noise, noise))))
-        moves += target != current
+        if target != current:
+            directions.append(target > current)
         current = target
-    assert moves <= 1  # at most the one move of noise first reaching a threshold it had not crossed
+    # Noise first dipping under a threshold it had not crossed may still walk the policy down, one
+    # rung a decision, to that band's cap; it never turns back up (that would be flapping).
+    assert len(set(directions)) <= 1 and len(directions) <= 5
 
 
 def test_a_four_hour_discharge_with_noise_and_dropouts_walks_down_each_rung_once():
