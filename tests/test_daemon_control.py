@@ -128,8 +128,8 @@ def test_policy_step_moves_to_a_lower_tier_when_the_battery_runs_low(tmp_path):
     runner = threading.Thread(target=daemon.run, daemon=True)
     runner.start()
     try:
-        # 12 %: "low" band -> one below the top; that tier is refused, so the policy stays put rather
-        # than asking again every period, and the engine keeps the tier it has.
+        # 12 %: "low" band -> below the top; the refused "broken" tier is left out of the ladder,
+        # so the daemon never asks for it again.
         assert wait_for(lambda: daemon.proc is not None and daemon.proc.processed >= 3, 30)
         daemon.battery.value = 5.0  # critical: the smallest tier
         assert wait_for(lambda: active(daemon) == "small", 20)
