@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware_py.errors import ModelError
+from firmware_py.inference.accelerators import ACCELERATORS
 from firmware_py.inference.accelerators.delegate import DelegateKind
 from firmware_py.inference.accelerators.kind import AcceleratorKind
 from firmware_py.inference.backend import CANDIDATES, find_backend, interpreter_backend
@@ -119,8 +120,6 @@ def _format_only(manifest: Manifest, tier: Tier, backend: str, accelerator: Acce
 def _format_name(backend: str, path: str, accelerator: AcceleratorKind | None) -> str | None:
     """The format of a `files.<backend>` build: the configured kind's, a registered kind's of that
     name, else the one format whose suffix the file has (`tflite` for .tflite)."""
-    from firmware_py.inference.accelerators import ACCELERATORS
-
     if accelerator is not None and backend == accelerator.key:
         return accelerator.model_format
     if backend in ACCELERATORS and getattr(ACCELERATORS[backend].cls, "model_format", None):
