@@ -83,6 +83,13 @@ class Technician:
             self.stream.feed(chunk)
             timeout = 0
 
+    def settle(self, quiet_s: float = 0.5) -> None:
+        """Read until the console has sent nothing for ``quiet_s`` (it has caught up with the input)."""
+        n = -1
+        while n != len(self.raw):
+            n = len(self.raw)
+            self.pump(quiet_s)
+
     def wait_raw(self, marker: bytes, timeout: float = 20.0, start: int = 0) -> int:
         deadline = time.monotonic() + timeout
         while (at := self.raw.find(marker, start)) < 0:

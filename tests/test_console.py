@@ -171,6 +171,10 @@ def test_a_console_command_is_one_registered_function_listed_by_help():
     def _uptime(console, args):
         return f"ok: up {console.daemon.uptime_s:.0f} s"
 
+    @command("boom", "boom", "a command with a bug")
+    def _boom(console, args):
+        raise RuntimeError("oops")
+
     class Daemon:
         uptime_s = 42.0
         journal = None
@@ -183,6 +187,7 @@ def test_a_console_command_is_one_registered_function_listed_by_help():
         assert console.execute(f"login {PIN}") == "ok: logged in"
         assert console.execute("UPTIME") == "ok: up 42 s"
         assert json.loads(console.execute("uptime --json")) == {"command": "uptime", "ok": True, "reply": "up 42 s"}
+        assert console.execute("boom") == "error: boom failed (RuntimeError: oops); see the daemon log (log 20)"
     finally:
-        del COMMANDS["uptime"]
+        del COMMANDS["uptime"], COMMANDS["boom"]
     assert "uptime" not in console.execute("help")

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BANNER = "firmware-py service console; type help"
 PROMPT = "> "
 REOPEN_INITIAL_S, REOPEN_MAX_S = 0.2, 5.0
+WRITE_TIMEOUT_S = 5.0  # nobody reads the port for this long: treated like an unplugged cable
 
 
 class ServiceConsole:
@@ -92,9 +93,12 @@ class ServiceConsole:
         delay = REOPEN_INITIAL_S
         while not self._stop.is_set():
             try:
-                self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.1)
+                self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.1,
+                                                   write_timeout=WRITE_TIMEOUT_S)
             except (serial.SerialException, OSError) as exc:
-                log.debug("console port %s not there (%s); trying again in %.1f s", self.url, exc, delay)
+                say = log.warning if delay == REOPEN_INITIAL_S else log.debug  # once per absence
+                say("console port %s cannot be opened (%s); the console waits for it (check console.port or "
+                    "the cable)", self.url, exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, REOPEN_MAX_S)
                 continue
@@ -217,6 +221,9 @@ class ServiceConsole:
                 reply = cmd.run(self, args)
             except (FirmwareError, ValueError) as exc:
                 reply = f"error: {exc}"
+            except Exception as exc:  # a bug: one line here, the traceback in the log, the console lives on
+                log.exception("console command %r failed", text)
+                reply = f"error: {name} failed ({type(exc).__name__}: {exc}); see the daemon log (log 20)"
         if changing:
             self.audit(" ".join([name] + args), _outcome(reply))
         return self._render(name, reply, suffix or self.session.json, cmd.text_as_json)  # `json on` answers in JSON
