@@ -123,3 +123,12 @@ def test_an_optional_absent_accelerator_and_a_missing_battery_are_warnings_in_th
     assert status and "WARNING accelerator external not available" in status[-1]
     assert "WARNING battery sensor power.battery unreadable" in status[-1]
     assert "frames received" in p.stdout  # it ran, on the CPU twins
+
+
+@pytest.mark.parametrize("key, what", [("manifest", "manifest"), ("public_key", "public key")])
+def test_a_model_file_setting_at_an_endless_file_is_refused_not_read_until_memory_runs_out(tmp_path, key, what):
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(yaml.safe_dump({"models": {key: "/dev/zero"}}))
+    p = run("--config", str(cfg), "--duration", "2", "--results", str(tmp_path / "r.jsonl"), timeout=60)
+    assert p.returncode == 1
+    assert f"/dev/zero: cannot read the {what} (larger than" in error_line(p)

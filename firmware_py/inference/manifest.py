@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from firmware_py.errors import ModelError
+from firmware_py.files import read_bounded
 
 SCHEMA_VERSIONS = (1,)
 TASKS = ("classify", "segment")
@@ -305,10 +306,17 @@ def parse_manifest(text: str | bytes, path: str = "manifest.yaml") -> Manifest:
     return Manifest(path, version, tiers)
 
 
+# A manifest is tens of kilobytes: anything far bigger is the wrong file (a disk, /dev/zero),
+# refused before it is read into memory.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
 def load_manifest(path: str) -> Manifest:
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = read_bounded(path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise ModelError(f"{path}: manifest not found; install the model set or set models.manifest") from None
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the manifest ({e.strerror}); point models.manifest at the set's "
+                         "manifest.yaml") from None
     return parse_manifest(text, path)

@@ -12,8 +12,9 @@ import hashlib
 from typing import Callable
 
 from firmware_py.errors import ModelError
+from firmware_py.files import read_bounded
 from firmware_py.inference.events import EventLog
-from firmware_py.inference.manifest import Manifest, load_manifest
+from firmware_py.inference.manifest import MAX_MANIFEST_BYTES, Manifest, load_manifest
 from firmware_py.inference.signing import ModelSetRefused, manifest_path_of, verify_model_set
 
 
@@ -35,8 +36,7 @@ class ModelSet:
             if self.public_key is None:
                 path = self.manifest_path
                 manifest = load_manifest(path)
-                with open(path, "rb") as f:
-                    data = f.read()
+                data = read_bounded(path, MAX_MANIFEST_BYTES)
                 self.events.emit(
                     "signature-not-checked",
                     f"{path}: loaded WITHOUT signature verification (models.public_key not set); development only",

@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware_py.errors import ModelError, SecurityError
+from firmware_py.files import read_bounded
 from firmware_py.inference.formats import model_suffixes
-from firmware_py.inference.manifest import Manifest, parse_manifest
+from firmware_py.inference.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 
 MANIFEST = "manifest.yaml"
 SIGNATURE = "manifest.yaml.sig"
@@ -56,6 +57,10 @@ def write_keypair(private_path: str, public_path: str) -> str:
     return key_id(load_public_key(public_path))
 
 
+# A key or a signature is under a kilobyte: anything far bigger is the wrong file.
+MAX_KEY_BYTES = 64 * 1024
+
+
 def key_id(public: Ed25519PublicKey) -> str:
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
@@ -63,8 +68,7 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 def _read_key(path: str, what: str, fix: str, error=ModelError) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_bounded(path, MAX_KEY_BYTES)
     except OSError as e:
         raise error(f"{path}: cannot read the {what} ({e.strerror}); {fix}") from None
 
@@ -150,16 +154,17 @@ def sign_model_set(path: str, private_key_path: str, *, load_check: bool = True,
 
 def _read_manifest(path: str) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_bounded(path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise ModelSetRefused("missing-manifest", f"{path}: manifest missing; install a signed model set") from None
+    except OSError as e:
+        raise ModelSetRefused("unreadable-manifest", f"{path}: cannot read the manifest ({e.strerror}); point "
+                              "models.manifest at the set's manifest.yaml") from None
 
 
 def verify_signature(manifest_bytes: bytes, sig_path: str, public: Ed25519PublicKey) -> None:
     try:
-        with open(sig_path, "r", encoding="ascii") as f:
-            text = f.read()
+        text = read_bounded(sig_path, MAX_KEY_BYTES).decode("ascii", "replace")
     except FileNotFoundError:
         raise ModelSetRefused(
             "missing-signature", f"{sig_path}: signature missing; sign the set with `firmware-py models sign`"
