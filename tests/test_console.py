@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 
@@ -103,6 +104,11 @@ def test_changes_need_the_pin_wrong_pins_lock_out_and_every_change_is_audited(ri
     assert "unknown probe command" in t.ask("probe warp 9")
     assert "not a number" in t.ask("probe gain loud")
     assert "no recording path" in t.ask("record start")
+    rec = rig.daemon.cfg.output.journal + ".rec"
+    assert t.ask(f"record start {rec}") == f"ok: recording the probe to {rec}"
+    assert rising(rig)
+    assert t.ask("record stop") == "ok: recording stopped"
+    assert os.path.getsize(rec) > 0
     t.ask("logout")
     assert "log in first" in t.ask("reload")
     start = len(t.raw)

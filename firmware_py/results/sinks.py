@@ -96,6 +96,10 @@ class ResultFeed:
                         q.get_nowait()
                         self.dropped += 1
 
+    def stats(self) -> dict:
+        with self._lock:
+            return {"watchers": len(self._watchers), "dropped": self.dropped}
+
     def close(self) -> None:
         pass
 
