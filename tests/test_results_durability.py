@@ -174,3 +174,15 @@ def test_sigterm_drains_commits_and_exits_cleanly(tmp_path):
     db = sqlite3.connect(journal)
     assert db.execute("SELECT COUNT(*) FROM events WHERE kind = 'selftest'").fetchone() == (1,)
     db.close()
+
+
+def test_a_results_file_on_a_full_disk_is_reported_once_and_the_journal_keeps_going(tmp_path, caplog):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system (the Linux device whose writes fail with ENOSPC)")
+    full = JsonLinesSink("/dev/full")  # every write: No space left on device
+    j = ResultJournal(str(tmp_path / "j.sqlite"), batch=1, downstream=[full])
+    for i in range(5):
+        j.write(record(i))
+    j.close()
+    assert full.undelivered == 5 and j.committed == 5
+    assert sum("cannot write results to /dev/full" in r.message for r in caplog.records) == 1

@@ -8,6 +8,7 @@ None when the configuration leaves it off. A sink with options declares them wit
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import sys
 import threading
@@ -17,6 +18,9 @@ from typing import IO, Any, Callable
 
 from firmware_py.errors import FirmwareError
 from firmware_py.registry import Key, Section
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +49,7 @@ class JsonLinesSink:
 
     def __init__(self, target: str = "-"):
         self._own = target != "-"
+        self.target, self.undelivered = target, 0
         try:
             self._fh: IO[str] = open(target, "a", encoding="utf-8") if self._own else sys.stdout
         except OSError as exc:
@@ -55,12 +60,21 @@ class JsonLinesSink:
     def write(self, record: ResultRecord) -> None:
         line = record.to_json() + "\n"
         with self._lock:
-            self._fh.write(line)
-            self._fh.flush()
+            try:
+                self._fh.write(line)
+                self._fh.flush()
+            except OSError as exc:  # a full or read-only disk: the journal still has the result
+                self.undelivered += 1
+                if self.undelivered == 1:
+                    log.error("cannot write results to %s (%s); they stay in the journal, free space or fix "
+                              "output.results", self.target, exc.strerror)
 
     def close(self) -> None:
         if self._own:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:  # the unwritten tail was counted and reported by write()
+                pass
 
 
 class ResultFeed:
