@@ -1,7 +1,9 @@
-"""The console through real picocom (defaults, 115200 8N1) in tmux, as a technician would use it.
+"""The console through real picocom, minicom and screen (their defaults, 115200 8N1) in tmux, as a
+technician would use it.
 
-The daemon's console port and picocom's port are two pseudo-terminals joined by a thread here,
-like the two ends of a USB-serial cable. `.ci/run` installs picocom and tmux so CI runs this.
+The daemon's console port and the terminal program's port are two pseudo-terminals joined by a
+thread here, like the two ends of a USB-serial cable. `.ci/run` installs the programs and tmux so
+CI runs this.
 """
 from __future__ import annotations
 
@@ -19,8 +21,12 @@ import pytest
 from tests.console_rig import PIN, Rig
 from tests.conftest_drivers import wait_for
 
-pytestmark = pytest.mark.skipif(not (shutil.which("picocom") and shutil.which("tmux")),
-                                reason="picocom and tmux are not installed (apt-get install -y picocom tmux)")
+# program -> (command line for the port, text on screen once it is connected)
+TERMINALS = {
+    "picocom": ("picocom -b 115200 {port}", "Terminal ready"),
+    "minicom": ("minicom -o -b 115200 -D {port}", "Welcome to minicom"),
+    "screen": ("env TERM=xterm screen {port} 115200", ""),
+}
 
 
 class NullModem(threading.Thread):
@@ -67,16 +73,20 @@ class Tmux:
 
 
 @pytest.mark.slow
-def test_a_technician_session_through_picocom(tmp_path, capsys):
+@pytest.mark.parametrize("program", list(TERMINALS))
+def test_a_technician_session_through_a_terminal_program(tmp_path, capsys, program):
+    if not (shutil.which(program) and shutil.which("tmux")):
+        pytest.skip(f"{program} or tmux is not installed (apt-get install -y {program} tmux)")
+    command, connected = TERMINALS[program]
     rig = Rig(tmp_path)
     laptop, far = os.openpty()
     tty.setraw(laptop)
     name = os.ttyname(far)  # picocom opens it by name; held open until the end, as a master reads EIO
     modem = NullModem(rig.cable.master, laptop)
     modem.start()
-    term = Tmux(f"picocom -b 115200 {name}")
+    term = Tmux(command.format(port=name))
     try:
-        term.wait("Terminal ready")
+        term.wait(connected)
         term.keys("Enter")
         term.wait("\n>\n")  # the prompt (tmux drops the space after it)
         term.keys("login 2468", "Enter")
@@ -96,9 +106,9 @@ def test_a_technician_session_through_picocom(tmp_path, capsys):
         screen = term.wait("error: log in first")
         lines = [line.rstrip() for line in screen.splitlines()]
         assert all(line.isprintable() for line in lines)
-        (tmp_path / "picocom-session.txt").write_text("\n".join(lines).strip() + "\n")
+        (tmp_path / f"{program}-session.txt").write_text("\n".join(lines).strip() + "\n")
         with capsys.disabled():
-            print("\n--- picocom session, captured from tmux ---\n" + "\n".join(lines).strip())
+            print(f"\n--- {program} session, captured from tmux ---\n" + "\n".join(lines).strip())
     finally:
         term.close()
         modem.halt.set()
