@@ -65,8 +65,7 @@ def apply_config(daemon, new_cfg) -> str:
     if "console.lockout_s" in live and daemon.console is not None:
         daemon.console.lockout_s = new_cfg.console.lockout_s
     if "models.start_tier" in live:
-        start = new_cfg.models.start_tier
-        tiers.release() if start == "auto" else tiers.pin(start)
+        tiers.choose(new_cfg.models.start_tier)
     # The running configuration takes the live keys only: the others stay what the parts run with,
     # and the next reload names them again.
     daemon.cfg = daemon.cfg.replace(**_subset(new_cfg.as_dict(), live))

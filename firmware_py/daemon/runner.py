@@ -260,7 +260,7 @@ class Daemon:
 
     # -- commands (applied on the control thread, in order) ------------------------------------
     def _cmd_tier(self, tier: str) -> str:
-        return self.tiers.release() if tier == "auto" else self.tiers.pin(tier)
+        return self.tiers.choose(tier)
 
     def _cmd_reload(self) -> str:
         """The configuration (when the daemon was started from a file), then the model set."""

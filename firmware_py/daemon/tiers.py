@@ -217,6 +217,10 @@ class TierController:
         self._ask_frame_rate(None)
         return f"ok: {name} pinned; it runs from the next frame (power policy off until 'tier auto')"
 
+    def choose(self, tier: str) -> str:
+        """``tier auto`` gives the choice back to the policy; any other name pins that tier."""
+        return self.release() if tier == "auto" else self.pin(tier)
+
     def release(self) -> str:
         """Give the choice back to the policy and apply its decision now, not a period later."""
         self.pinned = None
