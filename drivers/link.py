@@ -255,9 +255,11 @@ class ProbeLink:
             port = None
             try:
                 port = self._open()
-                self._handshake(port)
+                reader = self._handshake(port)
+                if reader is None:  # stop() during the handshake
+                    break
                 backoff = self.backoff_initial
-                self._read_loop(port)
+                self._read_loop(reader)
             except LINE_ERRORS as exc:
                 self._fail("disconnected", f"probe line lost ({self.port_path}): {exc}")
             except LinkError as exc:
@@ -322,7 +324,9 @@ class ProbeLink:
             port.write(data)
             port.flush()
 
-    def _handshake(self, port) -> None:
+    def _handshake(self, port):
+        """The reader for the session once the probe's capabilities are accepted; None if
+        stop() came first."""
         reader = self._reader(port)
         parser = self.parser
         parser.version, parser.max_payload = None, self.max_payload
@@ -351,11 +355,11 @@ class ProbeLink:
                     raise HandshakeRefused(f"the probe refused the handshake: {item.value}")
                 elif item.type == P.MsgType.CAPABILITIES:
                     self._accept(item.value)
-                    self._reader_obj = reader
                     self._deliver(items[k + 1:], self._sink)  # what followed in the same read
-                    return
+                    return reader
                 else:
                     self._dispatch(item)
+        return None
 
     def _accept(self, info: P.ProbeInfo) -> None:
         v = info.version
@@ -374,8 +378,8 @@ class ProbeLink:
             self.recorder.set_header(info)
         self._emit({"type": "connected", "port": self.port_path, **info.as_dict()})
 
-    def _read_loop(self, port) -> None:
-        reader, parser, sink = self._reader_obj, self.parser, self._sink
+    def _read_loop(self, reader) -> None:
+        parser, sink = self.parser, self._sink
         rec = self.recorder
         stop = self._stop
         idle_since = time.monotonic()

@@ -1,5 +1,6 @@
 """ProbeLink over real pseudo-terminals (os.openpty + pyserial) against the probe simulator."""
 import os
+import select
 import socket
 import threading
 
@@ -170,6 +171,24 @@ def test_handshake_timeout_when_nothing_answers():
             assert "did not answer the hello within 0.3 s" in link.stats()["last_error"]
         finally:
             link.stop()
+
+
+def test_stop_during_the_handshake_ends_the_thread_without_an_error():
+    """stop() while the probe has not answered the hello yet: the thread ends quietly (it used to
+    go on into the read loop and fail there with an AttributeError, reported as a link error)."""
+    with pty_pair() as (master, _slave, path):
+        got = Collector()
+        link = ProbeLink(path, handshake_timeout=60 * TIME_SCALE)
+        link.start(got, got.on_event)
+        try:
+            ready, _, _ = select.select([master], [], [], 5 * TIME_SCALE)
+            assert ready and os.read(master, 4096), "the link sent no hello"
+        finally:
+            link.stop(timeout=5 * TIME_SCALE)
+        assert not link.alive
+        s = link.stats()
+        assert s["last_error"] == "" and s["handshake_failures"] == 0 and s["connects"] == 0
+        assert got.events == []
 
 
 def test_vid_pid_discovery_picks_the_matching_port():
