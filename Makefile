@@ -11,7 +11,7 @@ SOURCES   = setup.py pyproject.toml $(wildcard kernels/*.pyx kernels/*.pxd kerne
 
 DATA     ?= ../shared/data
 
-.PHONY: demo test test-train test-interpreter test-arm64 bench bench-compare bench-baseline models fuzz-models clean help
+.PHONY: demo test test-train test-interpreter test-arm64 bench bench-compare bench-baseline models fuzz-models soak clean help
 
 help:
 	@echo "make demo [DURATION=20]   run the daemon against the probe simulator for DURATION seconds"
@@ -24,6 +24,7 @@ help:
 	@echo "make test-arm64           the suite on emulated aarch64 (root) [ARM64_SUITE=$(ARM64_SUITE) ARM64_CPU=$(ARM64_CPU)]"
 	@echo "make models DATA=DIR      rebuild the model zoo from the data (installs the train extra)"
 	@echo "make fuzz-models N=200    N mutated, signed model files at engine start and reload [SEED=1]"
+	@echo "make soak FRAMES=100000   the daemon at the simulator's maximum rate: RSS, fds, threads, journal bound"
 
 $(BIN)/python:
 	@sh tools/bootstrap.sh "$(PYTHON)"
@@ -60,6 +61,13 @@ N    ?= 200
 SEED ?= 1
 fuzz-models: $(VENV)/.installed-test
 	$(BIN)/python tests/fuzz_models.py -n $(N) --seed $(SEED)
+
+# bench/soak.py: firmware-py run at the probe simulator's maximum rate, journal and result sinks on;
+# one PASS/FAIL line per target, non-zero exit on a failed one; bounded by SOAK_TIMEOUT seconds.
+FRAMES       ?= 100000
+SOAK_TIMEOUT ?= 1800
+soak: $(VENV)/.installed-test
+	$(BIN)/firmware-py bench soak --frames $(FRAMES) --timeout $(SOAK_TIMEOUT)
 
 test-train: $(VENV)/.installed-train
 	$(BIN)/python -c "import tensorflow" && $(BIN)/python -m pytest tests/test_models_build_smoke.py $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ BENCHES = {
     "kernels": "fused preprocessing kernels against the OpenCV and NumPy chains (same process)",
     "inference": "per tier and backend: init, first inference, latency percentiles, RSS, engine overhead",
     "e2e": "drive a running daemon like a probe over serial lines: latency, losses, saturation, energy, plots",
+    "soak": "the daemon at the simulator's maximum rate for N frames: RSS growth, fd/thread leaks, journal bound",
 }
 
 
