@@ -23,7 +23,7 @@ from firmware_py.daemon.runner import Daemon
 from firmware_py.inference import Engine
 from tests.conftest_drivers import wait_for
 from tests.data.model_sets import make_model_set
-from tests.test_daemon_control import LADDER, Gauge, InProcessProbe
+from tests.test_daemon_control import LADDER, Cell, Gauge, InProcessProbe
 
 pyte = pytest.importorskip("pyte", reason="the console tests need pyte (pip install -e .[test])")
 
@@ -132,7 +132,7 @@ def make_console_daemon(tmp_path, port: str, **console) -> Daemon:
                 "status_interval_s": 0.0},
         run={"duration_s": 300.0})
     engine = Engine(s["dir"], public_key=s["public"])
-    return Daemon(cfg, engine=engine, battery=Gauge(77.0), thermal=Gauge(40.0), probe=InProcessProbe(fps=40.0),
+    return Daemon(cfg, engine=engine, battery=Cell(77.0), thermal=Gauge(40.0), probe=InProcessProbe(fps=40.0),
                   policy_period_s=3600.0)
 
 

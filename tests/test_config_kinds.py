@@ -8,6 +8,7 @@ import pytest
 from firmware_py.config import docs, load_config
 from firmware_py.errors import ConfigError
 from firmware_py.power import BATTERIES, TierPolicy, make_battery, make_thermal
+from firmware_py.power.sensors import BatteryReading
 from firmware_py.registry import Key
 
 
@@ -29,8 +30,8 @@ class SolarBattery:
     def from_config(cls, section) -> "SolarBattery":
         return cls(section.panel_percent)
 
-    def read(self) -> float:
-        return self.panel_percent
+    def read(self) -> BatteryReading:
+        return BatteryReading(self.panel_percent)
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def solar():
 def test_a_battery_kind_added_from_a_test_file_is_configured_validated_and_read(solar, tmp_path):
     cfg = load_config(write(tmp_path, "power:\n  battery:\n    kind: solar\n    solar:\n      panel_percent: 64\n"))
     battery = make_battery(cfg.power)
-    assert isinstance(battery, SolarBattery) and battery.read() == 64.0
+    assert isinstance(battery, SolarBattery) and battery.read().percent == 64.0
     assert load_config(None).power.battery.solar.panel_percent == 55.0  # its default, from its own keys
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, "power:\n  battery:\n    kind: solar\n    solar:\n      panel_percent: 140\n"))
@@ -80,11 +81,11 @@ def test_factories_build_the_configured_kind_from_its_sub_section(tmp_path):
     (tmp_path / "zone" / "temp").write_text("51500\n")
     cfg = load_config(None).replace(power={"battery": {"kind": "sysfs", "sysfs": {"root": str(tmp_path)}},
                                            "thermal": {"kind": "sysfs", "sysfs": {"zone": str(tmp_path / "zone")}}})
-    assert make_battery(cfg.power).read() == 42.0
+    assert make_battery(cfg.power).read().percent == 42.0
     assert make_thermal(cfg.power).read() == 51.5
     mock = load_config(None).replace(power={"battery": {"mock": {"percent": 33, "drain_percent_per_min": 0}},
                                             "thermal": {"mock": {"temperature_c": 61}}})
-    assert make_battery(mock.power).read() == 33.0 and make_thermal(mock.power).read() == 61.0
+    assert make_battery(mock.power).read().percent == 33.0 and make_thermal(mock.power).read() == 61.0
 
 
 def test_absent_hardware_still_fails_with_oserror_naming_the_key(tmp_path):

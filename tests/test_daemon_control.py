@@ -23,6 +23,7 @@ from firmware_py.drivers.probe_sim import ProbeSimulator
 from firmware_py.drivers.sources import PhantomSource
 from firmware_py.errors import FirmwareError
 from firmware_py.inference import Engine
+from firmware_py.power.sensors import BatteryReading
 from tests.conftest_drivers import SimThread, small_geometry, wait_for
 from tests.data.model_sets import make_model_set
 
@@ -70,12 +71,21 @@ class Gauge:
         return self.value
 
 
+class Cell(Gauge):
+    """A battery gauge whose charge (``value``) and charging the test sets."""
+
+    charging = False
+
+    def read(self) -> BatteryReading:
+        return BatteryReading(self.value, self.charging)
+
+
 def make_daemon(tmp_path, *, policy_period_s: float, battery_percent: float = 77.0) -> Daemon:
     s = make_model_set(str(tmp_path / "models"), LADDER)
     cfg = load_config(None).replace(output={"results": str(tmp_path / "r.jsonl"), "status_interval_s": 0.0},
                                     run={"duration_s": 120.0})
     engine = Engine(s["dir"], public_key=s["public"])
-    return Daemon(cfg, engine=engine, battery=Gauge(battery_percent), thermal=Gauge(40.0),
+    return Daemon(cfg, engine=engine, battery=Cell(battery_percent), thermal=Gauge(40.0),
                   probe=InProcessProbe(), policy_period_s=policy_period_s)
 
 

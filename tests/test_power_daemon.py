@@ -11,7 +11,7 @@ from firmware_py.daemon.runner import Daemon
 from firmware_py.inference import Engine
 from tests.conftest_drivers import wait_for
 from tests.data.model_sets import make_model_set
-from tests.test_daemon_control import LADDER, Gauge, InProcessProbe
+from tests.test_daemon_control import LADDER, Cell, Gauge, InProcessProbe
 
 
 def test_the_probes_low_battery_walks_the_daemon_down_to_fewer_analysed_frames_at_a_lower_probe_rate(tmp_path):
@@ -19,7 +19,7 @@ def test_the_probes_low_battery_walks_the_daemon_down_to_fewer_analysed_frames_a
     cfg = load_config(None).replace(output={"results": str(tmp_path / "r.jsonl"), "status_interval_s": 0.0},
                                     run={"duration_s": 120.0}, power={"min_dwell_s": 0.0})
     probe = InProcessProbe(fps=40.0)
-    daemon = Daemon(cfg, engine=Engine(s["dir"], public_key=s["public"]), battery=Gauge(90.0),
+    daemon = Daemon(cfg, engine=Engine(s["dir"], public_key=s["public"]), battery=Cell(90.0),
                     thermal=Gauge(40.0), probe=probe, policy_period_s=0.1)
     runner = threading.Thread(target=daemon.run, daemon=True)
     runner.start()

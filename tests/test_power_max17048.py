@@ -36,10 +36,12 @@ class FakeMax17048Bus:
 def test_reads_charge_voltage_and_charging_from_the_registers():
     bus = FakeMax17048Bus(soc_percent=63.5, cell_v=3.8, crate_pct_h=-4.0)
     gauge = Max17048Battery(bus)
-    assert gauge.read() == pytest.approx(63.5, abs=1 / 256) and not gauge.charging
-    assert gauge.voltage_v == pytest.approx(3.8, abs=1e-4)
+    got = gauge.read()
+    assert got.percent == pytest.approx(63.5, abs=1 / 256) and not got.charging
+    assert got.voltage_v == pytest.approx(3.8, abs=1e-4) and got.current_a is None and got.power_w is None
     bus.crate, bus.soc = 12.0, 100.4  # plugged in, full: a little over 100 % is the chip, not an error
-    assert gauge.read() == 100.0 and gauge.charging
+    got = gauge.read()
+    assert got.percent == 100.0 and got.charging
 
 
 def test_a_nack_and_an_all_ones_read_are_oserrors_and_the_next_read_recovers():
@@ -50,7 +52,7 @@ def test_a_nack_and_an_all_ones_read_are_oserrors_and_the_next_read_recovers():
         gauge.read()
     with pytest.raises(OSError, match="bad read"):
         gauge.read()
-    assert gauge.read() == pytest.approx(40.0, abs=1 / 256)
+    assert gauge.read().percent == pytest.approx(40.0, abs=1 / 256)
 
 
 def test_no_gauge_at_the_address_names_the_key_to_fix():

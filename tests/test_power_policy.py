@@ -211,11 +211,11 @@ def test_rungs_say_what_they_cost():
 def test_mock_battery_drains_with_time_and_fails_like_a_gauge():
     t = [0.0]
     b = MockBattery(50.0, drain_percent_per_min=6.0, clock=lambda: t[0], fail_after_reads=3)
-    assert b.read() == 50.0
+    assert b.read().percent == 50.0
     t[0] = 60.0
-    assert b.read() == pytest.approx(44.0)
+    assert b.read().percent == pytest.approx(44.0)
     t[0] = 120.0
-    assert b.read() == pytest.approx(38.0)
+    assert b.read().percent == pytest.approx(38.0)
     with pytest.raises(OSError):
         b.read()
 
@@ -228,7 +228,7 @@ def test_real_sources_explain_what_to_configure_when_absent(tmp_path):
     (tmp_path / "BAT0").mkdir()
     (tmp_path / "BAT0" / "type").write_text("Battery\n")
     (tmp_path / "BAT0" / "capacity").write_text("67\n")
-    assert SysfsBattery(root=str(tmp_path)).read() == 67.0
+    assert SysfsBattery(root=str(tmp_path)).read().percent == 67.0
     power = load_config(None).power
     with pytest.raises(ValueError):
         make_battery(replace(power, battery=replace(power.battery, kind="solar")))

@@ -89,7 +89,7 @@ class AbsentSensor:
     def __init__(self, name: str, reason: str):
         self.name, self.reason = name, reason
 
-    def read(self) -> float:
+    def read(self):
         raise OSError(19, self.reason)
 
 
@@ -336,7 +336,7 @@ class Daemon:
             connected=bool(stats.get("connected", False)), tier=self.engine.active_tier.name,
             backend=self.engine.backend_name, battery_percent=r.battery_percent, temperature_c=r.temperature_c,
             p50_ms=p50, p99_ms=p99, last=self.frames.last, link_error=stats.get("last_error") or "",
-            warnings=self.selftest_warnings)
+            warnings=self.selftest_warnings, power_w=r.power_w)
 
     def status_text(self) -> str:
         return format_status(self.snapshot(time.monotonic() - self._started))

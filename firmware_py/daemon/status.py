@@ -30,6 +30,7 @@ class Snapshot:
     rung: str = ""  # the power policy's rung (tier, analysis rate, probe rate)
     reason: str = ""  # why the tier controller is on it
     sensor_faults: list[str] = field(default_factory=list)
+    power_w: float | None = None  # measured board power (power monitor, else the discharging cell)
 
 
 def _fmt(v: float | None, spec: str, unit: str = "") -> str:
@@ -43,6 +44,7 @@ def format_status(s: Snapshot) -> str:
     return (f"[{s.elapsed_s:6.1f}s] rx {s.received} proc {s.processed} skip {s.skipped_rate} drop {s.dropped_stale} "
             f"bad {s.corrupt + s.rejected} lost {s.lost_gap}{link} | tier {s.tier} ({s.backend}){rung}{why} | "
             f"batt {_fmt(s.battery_percent, '.0f', '%')} {_fmt(s.temperature_c, '.0f', 'C')}"
+            + (f" {s.power_w:.2f}W" if s.power_w is not None else "")
             + "".join(f" SENSOR FAILED {f}" for f in s.sensor_faults) + " | "
             f"lat p50 {_fmt(s.p50_ms, '.1f')} p99 {_fmt(s.p99_ms, '.1f')} ms | last {s.last}"
             + "".join(f" | WARNING {w}" for w in s.warnings))

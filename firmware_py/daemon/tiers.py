@@ -27,7 +27,11 @@ class Readings:
     battery_percent: float | None = None  # what the policy uses: the lower of the board's and the probe's
     board_battery_percent: float | None = None
     probe_battery_percent: float | None = None  # from the probe's telemetry, while it is fresh
-    charging: bool = False
+    charging: bool = False  # the board's gauge says external power is present
+    voltage_v: float | None = None  # the board's: the power monitor's bus voltage, else the cell's
+    current_a: float | None = None  # the monitor's draw (+), else the cell's (+ charging, - discharging)
+    power_w: float | None = None  # measured board power (W): the power monitor's, else what the cell delivers
+    power_source: str = ""  # which sensor power_w comes from ("" while unknown)
     temperature_c: float | None = None
     latency_p95_ms: float | None = None
     frame_rate_fps: float | None = None  # asked of the probe, else measured from frames received
@@ -44,9 +48,10 @@ class TierController:
     down, raises FirmwareError when the probe refuses). ``link_stats()``: the link's ``stats()``."""
 
     def __init__(self, engine, policy, battery, thermal, latency, *, pinned: str | None = None,
-                 analysis=None, probe_command=None, link_stats=None, clock=time.monotonic):
+                 analysis=None, probe_command=None, link_stats=None, monitor=None, clock=time.monotonic):
         self.engine, self.policy = engine, policy
         self.battery, self.thermal, self.latency = battery, thermal, latency
+        self.monitor = monitor  # a power monitor (INA219/INA260) on the board's supply, or None
         self.analysis, self.probe_command = analysis, probe_command
         self.link_stats = link_stats or dict
         self.pinned = pinned
@@ -69,14 +74,26 @@ class TierController:
     def read_sensors(self) -> Readings:
         r = self.readings
         r.faults = []
+        cell = None
         try:
-            r.board_battery_percent = self.battery.read()
-            r.charging = bool(getattr(self.battery, "charging", False))
+            cell = self.battery.read()
         except OSError as exc:
             if r.board_battery_percent is not None:
                 log.warning("battery gauge unreadable (%s)", exc)
-            r.board_battery_percent, r.charging = None, False
             r.faults.append(f"battery {self.battery.name}: {exc}")
+        r.board_battery_percent = cell.percent if cell else None
+        r.charging = cell.charging if cell else False
+        r.voltage_v, r.current_a = (cell.voltage_v, cell.current_a) if cell else (None, None)
+        r.power_w, r.power_source = (cell.discharge_w, self.battery.name) if cell else (None, "")
+        if self.monitor is not None:
+            try:
+                board = self.monitor.read()
+                r.voltage_v, r.current_a, r.power_w = board.voltage_v, board.current_a, board.power_w
+                r.power_source = self.monitor.name
+            except OSError as exc:
+                r.faults.append(f"power monitor {self.monitor.name}: {exc}")
+        if r.power_w is None:
+            r.power_source = ""
         try:
             r.temperature_c = self.thermal.read()
         except OSError as exc:

@@ -4,7 +4,8 @@ Adding a sensor kind: one file ``battery_<kind>.py`` / ``thermal_<kind>.py`` tha
 class (and its configuration keys) with ``BATTERIES`` / ``THERMALS``, plus its import line below.
 """
 from firmware_py.power.policy import PolicyInputs, TierPolicy
-from firmware_py.power.sensors import BATTERIES, THERMALS, Battery, Thermal, make_battery, make_thermal
+from firmware_py.power.sensors import (BATTERIES, THERMALS, Battery, BatteryReading, PowerReading, Thermal, make_battery,
+                                       make_thermal)
 
 # Registration: importing a kind's file registers it, one line per kind (order = order in the docs).
 from firmware_py.power import battery_mock  # noqa: E402,F401
@@ -14,5 +15,5 @@ from firmware_py.power import battery_max17048  # noqa: E402,F401
 from firmware_py.power import thermal_mock  # noqa: E402,F401
 from firmware_py.power import thermal_sysfs  # noqa: E402,F401
 
-__all__ = ["BATTERIES", "THERMALS", "Battery", "Thermal", "PolicyInputs", "TierPolicy", "make_battery",
+__all__ = ["BATTERIES", "THERMALS", "Battery", "BatteryReading", "PowerReading", "Thermal", "PolicyInputs", "TierPolicy", "make_battery",
            "make_thermal"]

@@ -8,7 +8,7 @@ A NACK (the gauge is off the bus, or busy) is an ``OSError`` from smbus2, like a
 from __future__ import annotations
 
 from firmware_py.registry import Key
-from firmware_py.power.sensors import BATTERIES
+from firmware_py.power.sensors import BATTERIES, BatteryReading
 
 ADDRESS = 0x36
 VCELL, SOC, VERSION, CRATE = 0x02, 0x04, 0x08, 0x16
@@ -32,8 +32,6 @@ class Max17048Battery:
             raise OSError(19, f"no MAX17048 at I2C address {address:#04x} (version register {version:#06x}); "
                               "check power.battery.max17048.address or set power.battery.kind")
         self.name = f"max17048@{address:#04x}"
-        self.charging = False
-        self.voltage_v: float | None = None
 
     @classmethod
     def from_config(cls, section) -> "Max17048Battery":
@@ -46,11 +44,12 @@ class Max17048Battery:
                                      "(raspi-config) or set power.battery.kind") from None
         return cls(bus, section.address)
 
-    def read(self) -> float:
+    def read(self) -> BatteryReading:
         soc = read_register(self._bus, self._address, SOC) / 256.0
         crate = read_register(self._bus, self._address, CRATE)
-        self.voltage_v = read_register(self._bus, self._address, VCELL) * 78.125e-6
-        self.charging = (crate - 0x10000 if crate & 0x8000 else crate) > 0
+        volts = read_register(self._bus, self._address, VCELL) * 78.125e-6
         if soc > 105.0:  # a full cell reads a little over 100 % while the model learns; 0xFFFF is a bad read
             raise OSError(5, f"{self.name} reported {soc:.0f} % charge (a bad read)")
-        return min(soc, 100.0)
+        # The gauge measures no current (CRATE is %/h, and the cell's capacity is not known to it).
+        charging = (crate - 0x10000 if crate & 0x8000 else crate) > 0
+        return BatteryReading(min(soc, 100.0), charging, volts)

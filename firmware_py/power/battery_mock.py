@@ -6,7 +6,7 @@ import time
 from typing import Callable
 
 from firmware_py.registry import Key
-from firmware_py.power.sensors import BATTERIES
+from firmware_py.power.sensors import BATTERIES, BatteryReading
 
 
 @BATTERIES.register("mock", doc="a simulated cell discharging at a constant rate", keys={
@@ -30,7 +30,7 @@ class MockBattery:
     def from_config(cls, section) -> "MockBattery":
         return cls(section.percent, section.drain_percent_per_min)
 
-    def read(self) -> float:
+    def read(self) -> BatteryReading:
         with self._lock:
             self._reads += 1
             if self._fail_after is not None and self._reads > self._fail_after:
@@ -38,4 +38,4 @@ class MockBattery:
             now = self._clock()
             self._percent = max(0.0, self._percent - (now - self._last) * self._drain_per_s)
             self._last = now
-            return self._percent
+            return BatteryReading(self._percent)  # a mock cell tells its charge only
