@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-FAULT_NAMES = ("bit_flip", "drop_bytes", "garbage", "truncate", "stall", "disconnect")
+FAULT_NAMES = ("bit_flip", "drop_bytes", "garbage", "truncate", "stall", "disconnect", "lying_length")
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,15 @@ class FaultConfig:
     truncate: float = 0.0  # send only a random prefix of the frame message
     stall: float = 0.0  # pause stall_s seconds before the frame
     disconnect: float = 0.0  # hang up the line after the frame (pty mode re-creates it)
+    # write, before the frame, a lone frame header with a valid header CRC announcing
+    # lying_length_bytes of body that never come (a probe firmware bug, or a corrupted length
+    # that happens to pass the header CRC)
+    lying_length: float = 0.0
     stall_s: float = 0.5
     max_bits: int = 3
     max_drop: int = 16
     max_garbage: int = 256
+    lying_length_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for f in FAULT_NAMES:
@@ -34,6 +39,8 @@ class FaultConfig:
                 raise ValueError(f"fault rate {f}={r} must be a probability in 0..1")
         if self.stall_s < 0:
             raise ValueError(f"stall_s={self.stall_s} must be >= 0")
+        if not 0 <= self.lying_length_bytes < 2 ** 32:
+            raise ValueError(f"lying_length_bytes={self.lying_length_bytes} must fit the header's 32-bit length")
 
     @property
     def any(self) -> bool:
@@ -83,6 +90,11 @@ class FaultInjector:
             n = int(rng.integers(1, c.max_garbage + 1))
             self._record(seq, "garbage", bytes=n)
             out.append((rng.integers(0, 256, n, dtype=np.uint8).tobytes(), 0.0))
+        if c.lying_length and rng.random() < c.lying_length:
+            from firmware_py.drivers import protocol as P
+
+            self._record(seq, "lying_length", bytes=c.lying_length_bytes)
+            out.append((P.encode_header(P.MsgType.FRAME, c.lying_length_bytes, (msg[4], msg[5])), 0.0))
         data = msg
         if c.bit_flip and rng.random() < c.bit_flip:
             buf = bytearray(data)

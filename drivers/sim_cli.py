@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=0.0, metavar="RATE",
                         help=f"probability per frame of injecting {name.replace('_', ' ')}")
     ap.add_argument("--stall-s", type=float, default=0.5, help="length of an injected stall (s)")
+    ap.add_argument("--lying-length-bytes", type=int, default=8 * 1024 * 1024, metavar="N",
+                    help="body length the --lying-length headers announce (default 8 MiB)")
     ap.add_argument("--fault-log", metavar="PATH", help="append each injected fault as a JSON line")
     ap.add_argument("--frame-log", metavar="PATH", help="append {seq, source, t} of each frame as a JSON line")
     return ap
@@ -75,7 +77,8 @@ def _make_sim(args):
     from firmware_py.drivers.probe_sim import ProbeSimulator
 
     try:
-        faults = FaultConfig(**{n: getattr(args, n) for n in FAULT_NAMES}, stall_s=args.stall_s)
+        faults = FaultConfig(**{n: getattr(args, n) for n in FAULT_NAMES}, stall_s=args.stall_s,
+                             lying_length_bytes=args.lying_length_bytes)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if faults.disconnect and not (args.pty and args.link):
