@@ -50,7 +50,7 @@ def run(args) -> int:
 
     cfg = configuration()
     logging.getLogger().setLevel(cfg.log.level.upper())
-    daemon = Daemon(cfg, config_loader=configuration if args.config else None)
+    daemon = Daemon(cfg, config_loader=configuration if args.config else None, config_path=args.config)
     try:
         return daemon.run()
     finally:

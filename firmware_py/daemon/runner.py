@@ -104,8 +104,10 @@ class Daemon:
     def __init__(self, cfg, *, stop_event: threading.Event | None = None, status_stream=None,
                  sim_extra_args: list[str] | None = None, engine=None, battery=None, thermal=None,
                  policy=None, sinks=None, probe=None, notifier: SystemdNotifier | None = None,
-                 policy_period_s: float = POLICY_PERIOD_S, config_loader: Callable[[], object] | None = None):
+                 policy_period_s: float = POLICY_PERIOD_S, config_loader: Callable[[], object] | None = None,
+                 config_path: str | None = None):
         self.cfg = cfg
+        self.config_path = config_path  # the file cfg came from: the selftest checks who may write it
         self._config_loader = config_loader  # re-reads the configuration on reload (SIGHUP)
         self.stop_event = stop_event or threading.Event()
         self._status = StatusLine(status_stream) if status_stream is not None else StatusLine()
