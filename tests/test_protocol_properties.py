@@ -1,4 +1,8 @@
 """Property tests: FrameParser on streams with random corruption (hypothesis)."""
+import dataclasses
+import math
+import struct
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -109,12 +113,51 @@ def test_pure_noise_never_crashes_and_is_all_discarded(noise, chunk):
     assert p.bytes_in == p.bytes_discarded + p.pending_bytes
 
 
-finite = st.floats(-100.0, 100.0, allow_nan=False)
+# Subnormals (the two round-trip tests below). tflite-runtime's aarch64 wheel is built with
+# -ffast-math, so loading it sets flush-to-zero (FPCR.FZ) for the process: from then on every
+# arithmetic operation and comparison reads a subnormal as 0, and hypothesis refuses to draw one.
+# The wire carries float64 bits (struct "d", no arithmetic), so they must come back bit for bit in
+# either mode; these tests therefore draw subnormals by their bit patterns when the FPU flushes, and
+# compare bits. The tolerance: a value computed from a subnormal (the expected temperature in
+# centi-degrees) is what this process's FPU makes of it, 0 under flush-to-zero.
+def _bits_as_float(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<Q", bits))[0]
+
+
+def _fpu_flushes_subnormals() -> bool:
+    return _bits_as_float(1) == 0.0  # at run time: FZ reads the smallest subnormal as 0
+
+
+def _floats(min_value=None, max_value=None, **kw):
+    """st.floats(min_value, max_value, **kw), with subnormals drawn even under flush-to-zero."""
+    def build():
+        if not _fpu_flushes_subnormals():
+            return st.floats(min_value, max_value, **kw)
+        lo, hi = (-math.inf if min_value is None else min_value), (math.inf if max_value is None else max_value)
+        tiny = st.integers(1, 2**52 - 1).map(_bits_as_float)  # positive subnormals, by their bits
+        signs = [s for s, ok in ((1, hi > 0 and lo <= 0), (-1, lo < 0 and hi >= 0)) if ok]
+        normal = st.floats(min_value, max_value, allow_subnormal=False, **kw)
+        if not signs:
+            return normal
+        return normal | st.tuples(st.sampled_from(signs), tiny).map(lambda t: math.copysign(t[1], t[0]))
+    return st.deferred(build)  # built when the test draws, in the FPU mode it then runs in
+
+
+def _float_bits(obj) -> tuple:
+    """Every float of a dataclass (tuples of floats too) as its IEEE bits."""
+    def bits(v):
+        if isinstance(v, float):
+            return struct.pack("<d", v)
+        return tuple(bits(x) for x in v) if isinstance(v, tuple) else v
+    return tuple(bits(getattr(obj, f.name)) for f in dataclasses.fields(obj))
+
+
+finite = _floats(-100.0, 100.0, allow_nan=False)
 
 
 @settings(max_examples=100, deadline=None)
 @given(kind=st.sampled_from(list(ProbeKind)), lines=st.integers(1, 40), samples=st.integers(2, 40),
-       bits=st.sampled_from([8, 16]), start=st.floats(0, 50), span=st.floats(0.5, 200),
+       bits=st.sampled_from([8, 16]), start=_floats(0, 50), span=st.floats(0.5, 200),
        width=st.floats(1, 170), radius=st.floats(1, 80), tgc=st.none() | st.lists(finite, min_size=1, max_size=8),
        seq=st.integers(0, 2**32 - 1), ts=st.integers(0, 2**64 - 1), seed=st.integers(0, 2**32 - 1))
 def test_every_valid_geometry_roundtrips_exactly(kind, lines, samples, bits, start, span, width, radius, tgc,
@@ -127,18 +170,19 @@ def test_every_valid_geometry_roundtrips_exactly(kind, lines, samples, bits, sta
     p = FrameParser(version=V)
     (f,) = p.feed(P.encode_frame(seq, ts, g, s, V))
     assert (f.seq, f.timestamp_us, f.geometry) == (seq, ts, g)
+    assert _float_bits(f.geometry) == _float_bits(g)  # == cannot tell a subnormal from 0 under FZ
     np.testing.assert_array_equal(f.samples, s)
 
 
 @settings(max_examples=100, deadline=None)
 @given(rid=st.integers(0, 2**32 - 1), cmd=st.sampled_from(list(P.Command)), ok=st.booleans(),
-       value=st.floats(allow_nan=False), text=st.text(max_size=60), battery=st.none() | st.integers(0, 100),
-       temp=st.none() | st.floats(-40, 120), button=st.sampled_from(list(P.ButtonEvent)), bid=st.integers(0, 255))
+       value=_floats(allow_nan=False), text=st.text(max_size=60), battery=st.none() | st.integers(0, 100),
+       temp=st.none() | _floats(-40, 120), button=st.sampled_from(list(P.ButtonEvent)), bid=st.integers(0, 255))
 def test_control_messages_roundtrip(rid, cmd, ok, value, text, battery, temp, button, bid):
     ack = P.Ack(rid, cmd, ok, value, text)
     tel = P.Telemetry(rid, battery, temp, button, bid)
     out = FrameParser().feed(P.encode_ack(ack, V) + P.encode_telemetry(tel, V) + P.encode_error(text))
-    assert out[0].value == ack
+    assert out[0].value == ack and _float_bits(out[0].value) == _float_bits(ack)
     got = out[1].value
     assert (got.battery_pct, got.button, got.button_id) == (battery, button, bid)
     assert got.temperature_c == (None if temp is None else round(temp * 100) / 100)
