@@ -65,7 +65,7 @@ def test_smallest_tier_trains_and_converts_to_int8(busi_subset, tmp_path):
     smallest = min(tiers.BUSI_STUDENTS, key=lambda s: s.rank)
     # The smallest tier doubles as its own teacher here: a few steps, every stage of the pipeline.
     cfg = tiers.TrainSettings(seed=7, batch=8, teacher_epochs=1, student_epochs=1, prune_epochs=1,
-                              qat_epochs=1, qat_trigger=1.0)
+                              qat_epochs=1, qat_trigger=1.0, prune_gate=1.0)  # gate open: pruning is tested
     split = splits.fold_split(list(range(len(busi_subset.labels))), busi_subset.labels, [], 4, 0, seed=7,
                               val_fraction=0.25)
     te = split.test

@@ -33,6 +33,9 @@ def build_parser():
     ap.add_argument("--no-ship", action="store_true", help="measure only; leave the shipped files alone")
     ap.add_argument("--sign-key", default=os.path.join(pipeline.MODELS_DIR, "keys", "dev-ed25519.pem"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--augment", default="device", choices=("device", "basic"),
+                    help="augmentation profile: device (fill corners, sectors, TGC, dynamic range, blur; "
+                         "issue 16) or basic (the recipe of the tiers shipped before it)")
     ap.add_argument("--max-train", type=int, default=None, help="cap the training set (smoke runs)")
     ap.add_argument("--fresh", action="store_true",
                     help="discard the per-fold checkpoints (<work-dir>/ckpt) instead of resuming from them")
@@ -66,7 +69,7 @@ def main(argv=None):
         from .manifest import main as manifest_main
         return manifest_main(argv[1:])
     args = build_parser().parse_args(argv)
-    cfg = TrainSettings(seed=args.seed, max_train=args.max_train).scaled(args.epochs_scale)
+    cfg = TrainSettings(seed=args.seed, max_train=args.max_train, augment=args.augment).scaled(args.epochs_scale)
     work = args.work_dir or os.path.join(args.models_dir, "report", "cv")
     _setup_logging(args.log or os.path.join(work, "build.log"))
     try:

@@ -18,7 +18,7 @@ from . import tfutil
 from . import train as T
 from .augment import UltrasoundAugment
 from .checkpoint import FoldCheckpoint
-from .tiers import AUGMENT, TierSpec, TrainSettings
+from .tiers import TierSpec, TrainSettings, augment_kwargs
 
 
 def _eval(task, outputs, y, classes):
@@ -71,7 +71,7 @@ def run_fold(tf, task, items, split, teacher_spec: TierSpec, students, cfg: Trai
     else:
         y_tr = np.stack([m.astype(np.float32) for m in (items.masks[i] for i in tr)])[..., None]
         class_weight = None
-    aug = UltrasoundAugment(tf, cfg.seed + 100 * fold, **AUGMENT[task])
+    aug = UltrasoundAugment(tf, cfg.seed + 100 * fold, **augment_kwargs(task, cfg.augment))
     steps = int(np.ceil(len(tr) / cfg.batch))
     cache = {}
     result = {"fold": fold, "n_train": int(len(tr)), "n_val": int(len(val)), "n_test": int(len(test_idx)),
@@ -87,7 +87,8 @@ def run_fold(tf, task, items, split, teacher_spec: TierSpec, students, cfg: Trai
         teacher.load_weights(ckpt.teacher_weights)
     else:
         T.fit(tf, T.build_trainer(tf, teacher, task, class_weight=class_weight), ds, cfg.teacher_epochs,
-              cfg.lr, steps, log=progress, label=label("teacher", "train"))
+              cfg.lr, steps, log=progress, label=label("teacher", "train"),
+              resume=os.path.join(ckpt.path, "teacher_train") if ckpt else None)
         T.recalibrate_bn(tf, teacher, _targets(task, items, tr, teacher_spec, cache)[0])
         if ckpt:
             teacher.save_weights(ckpt.teacher_weights)
@@ -107,7 +108,8 @@ def run_fold(tf, task, items, split, teacher_spec: TierSpec, students, cfg: Trai
         net = spec.build(tf, spec.name.replace("-", "_"))
         trainer = T.build_trainer(tf, net, task, teacher=teacher, alpha=cfg.alpha,
                                   temperature=cfg.temperature, class_weight=class_weight)
-        T.fit(tf, trainer, ds, cfg.student_epochs, cfg.lr, steps, log=progress, label=label(spec.name, "distil"))
+        T.fit(tf, trainer, ds, cfg.student_epochs, cfg.lr, steps, log=progress, label=label(spec.name, "distil"),
+              resume=_phase_dir(ckpt, spec.name, "distil"))
         x_te, y_te = _targets(task, items, test_idx, spec, cache)
         x_val, y_val = _targets(task, items, val, spec, cache)
         x_cal, _ = _targets(task, items, tr, spec, cache)
@@ -125,15 +127,26 @@ def run_fold(tf, task, items, split, teacher_spec: TierSpec, students, cfg: Trai
         cb = T.make_pruning_callback(tf, net, cfg.prune_target, 0, int(0.7 * p_steps))
         trainer = T.build_trainer(tf, net, task, teacher=teacher, alpha=cfg.alpha,
                                   temperature=cfg.temperature, class_weight=class_weight)
+        dense_weights = net.get_weights()
+        val_images = [items.images[i] for i in val]
+        dense_q_val = _eval(task, interp.run_images(dense_tfl, val_images), y_val, classes)["score"]
         T.fit(tf, trainer, ds, cfg.prune_epochs, cfg.prune_lr, steps, callbacks=[cb], log=progress,
-              label=label(spec.name, "prune"))
+              label=label(spec.name, "prune"), resume=_phase_dir(ckpt, spec.name, "prune"))
         T.recalibrate_bn(tf, net, x_cal)
         rec["sparsity"] = T.sparsity(tf, net)
 
         tfl = tfutil.convert_int8(net, x_cal)
-        f_val = _eval(task, net.predict(x_val, verbose=0), y_val, classes)["score"]
-        val_images = [items.images[i] for i in val]
         q_val = _eval(task, interp.run_images(tfl, val_images), y_val, classes)["score"]
+        # Pruning gate: validation (device-fed int8) decides; a pruned model more than
+        # cfg.prune_gate worse than its dense self is not shipped, the dense one is.
+        rec["prune_gate"] = {"val_int8_dense": round(dense_q_val, 4), "val_int8_pruned": round(q_val, 4),
+                             "limit": cfg.prune_gate, "shipped": "pruned"}
+        if dense_q_val - q_val > cfg.prune_gate:
+            net.set_weights(dense_weights)
+            tfl, q_val = dense_tfl, dense_q_val
+            rec["prune_gate"]["shipped"] = "dense"
+            rec["sparsity"] = T.sparsity(tf, net)
+        f_val = _eval(task, net.predict(x_val, verbose=0), y_val, classes)["score"]
         rec["ptq_val_drop"] = round(f_val - q_val, 4)
         rec["quantization"] = "ptq"
         if f_val - q_val > cfg.qat_trigger:
@@ -161,6 +174,11 @@ def run_fold(tf, task, items, split, teacher_spec: TierSpec, students, cfg: Trai
             _ship(ship_dir, spec, tfl, rec, classes, fold, len(test_idx), cfg)
     result["seconds"] = round(time.time() - t_start, 1)
     return result
+
+
+def _phase_dir(ckpt, name, phase):
+    """Per-epoch resume directory of one student's training phase (None without checkpoints)."""
+    return os.path.join(ckpt.path, f"{name.replace('-', '_')}_{phase}") if ckpt else None
 
 
 def _try_qat(tf, net, x_cal, y_tr, task, cfg, fold, val_images, y_val, classes, q_val, rec):

@@ -19,6 +19,7 @@ import sys
 import yaml
 
 from firmware_py.models.build.interp import interpreter_class
+from firmware_py.models.build.perturb import DEVICE_FILL
 
 MODELS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_VERSION = 1
@@ -67,7 +68,7 @@ def tier_yaml(rec: dict, models_dir: str) -> str:
     if io["shape"][1:3] != [h, w]:
         raise ValueError(f"{path}: input is {io['shape']} but the tier record says grid {rec['grid']}")
     pre = {"grid": [h, w], "dynamic_range_db": rec.get("dynamic_range_db", 60),
-           "normalise": {"mean": 0.0, "std": 1.0}, "fill": 0}
+           "normalise": {"mean": 0.0, "std": 1.0}, "fill": DEVICE_FILL}
     out = [f"  - name: {rec['name']}",
            f"    task: {rec['task']}",
            f"    rank: {rec['rank']}",

@@ -76,6 +76,28 @@ AUGMENT = {
     "classify": dict(rotate_deg=5.0, zoom=0.08, gain=0.15, gamma=0.15, speckle=0.05),
     "segment": dict(),
 }
+# Issue 16's device profile (TrainSettings.augment = "device"): what the daemon feeds besides a
+# full linear frame. Rotations to +-12 deg with fill corners, sector fill on 30 % of the images,
+# gain 0.6-1.4 (the robustness suite tests x0.7 and x1.4), TGC ramps +-0.1 of the display range,
+# displayed dynamic range x exp(+-0.25), blur sigma 0.3-2 px on 40 %, speckle up to 0.15. The
+# fill is the daemon's (perturb.DEVICE_FILL, the manifest's preprocess.fill). DDTI keeps its set.
+AUGMENT_DEVICE = {
+    "classify": dict(rotate_deg=12.0, zoom=0.08, gain=0.4, gamma=0.15, speckle=0.15, sector_p=0.3,
+                     tgc=0.1, dynamic_range=0.25, blur=2.0, blur_p=0.4),
+    "segment": dict(),
+}
+
+
+def augment_kwargs(task: str, profile: str) -> dict:
+    """UltrasoundAugment keyword arguments of `task` ('classify' | 'segment') under `profile`."""
+    from .perturb import DEVICE_FILL
+
+    if profile == "basic":
+        return dict(AUGMENT[task])
+    if profile == "device":
+        kw = dict(AUGMENT_DEVICE[task])
+        return dict(kw, fill=DEVICE_FILL) if kw else dict(AUGMENT[task])
+    raise ValueError(f"augment profile {profile!r}: pick basic (the shipped tiers' recipe) or device")
 
 
 @dataclass
@@ -96,6 +118,8 @@ class TrainSettings:
     qat_trigger: float = 0.01       # PTQ accuracy/Dice loss on validation that triggers QAT
     val_fraction: float = 0.15      # carved from the training folds for the QAT decision
     max_train: int | None = None    # smoke runs: cap the training set
+    augment: str = "device"         # augment_kwargs profile: device (issue 16) or basic (shipped tiers)
+    prune_gate: float = 0.01        # pruned int8 worse than dense int8 by more on validation: ship dense
 
     def scaled(self, factor: float) -> "TrainSettings":
         import dataclasses

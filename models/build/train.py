@@ -154,17 +154,42 @@ def sparsity(tf, net) -> dict:
     return {"pruned_kernels": round(zeros / max(total, 1), 4), "all_params": round(zeros / max(params, 1), 4)}
 
 
-def fit(tf, trainer, ds, epochs: int, lr: float, steps_per_epoch: int, callbacks=(), log=None, label=""):
-    """Adam with a cosine schedule; reports each epoch's loss to `log(label, epoch, loss)`."""
+def fit(tf, trainer, ds, epochs: int, lr: float, steps_per_epoch: int, callbacks=(), log=None, label="",
+        resume: str | None = None):
+    """Adam with a cosine schedule; reports each epoch's loss to `log(label, epoch, loss)`.
+
+    `resume`: a directory where the network, the optimizer (its step drives the schedule) and the
+    epoch count are saved after every epoch; a rerun continues from the last saved epoch, so a
+    phase cut short by the end of a session loses at most one epoch. A finished phase trains no
+    further. The shuffling and augmentation draws of a resumed run differ from an uncut one."""
     sched = tf.keras.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch, alpha=0.02)
-    trainer.compile(optimizer=tf.keras.optimizers.Adam(sched))
+    opt = tf.keras.optimizers.Adam(sched)
+    trainer.compile(optimizer=opt)
+    start, manager = 0, None
+    if resume:
+        done = tf.Variable(0, dtype=tf.int64)
+        state = tf.train.Checkpoint(net=trainer.net, optimizer=opt, epoch=done)
+        manager = tf.train.CheckpointManager(state, resume, max_to_keep=1)
+        if manager.latest_checkpoint:
+            state.restore(manager.latest_checkpoint)
+            start = int(done.numpy())
+            import logging
+            logging.getLogger("firmware_py.models.build").info("%s: resumed after epoch %d of %d (%s)",
+                                                               label, start, epochs, resume)
+    for cb in callbacks:  # a pruning schedule continues where it stopped
+        if hasattr(cb, "step"):
+            cb.step = start * steps_per_epoch
 
     class Progress(tf.keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            if manager is not None:
+                done.assign(epoch + 1)
+                manager.save()
             if log:
                 log(label, epoch + 1, epochs, float(logs["loss"]))
 
-    trainer.fit(ds, epochs=epochs, verbose=0, callbacks=list(callbacks) + [Progress()])
+    if start < epochs:
+        trainer.fit(ds, epochs=epochs, initial_epoch=start, verbose=0, callbacks=list(callbacks) + [Progress()])
 
 
 def quantization_aware(tf, net, x, y, task: str, epochs: int, lr: float, batch: int, seed: int,
