@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import yaml
 
 from firmware_py.errors import ModelError
@@ -73,6 +74,33 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    temperature: float  # classify: probabilities are softmax(logits / temperature)
+    extra: dict = field(default_factory=dict)  # how it was fitted (method, split, ece, ...), free-form
+
+
+@dataclass(frozen=True)
+class FeatureGate:
+    """A score on the abstention features (firmware_py.inference.abstain) and its threshold."""
+
+    max_score: float
+    mean: np.ndarray | None = None  # typical: z-scores against these
+    std: np.ndarray | None = None
+    weights: np.ndarray | None = None  # anatomy: linear score weights . features + bias
+    bias: float = 0.0
+
+
+@dataclass(frozen=True)
+class AbstentionSpec:
+    features: str  # the feature set version the vectors follow ("v1")
+    min_confidence: float | None = None  # classify: max calibrated probability below this -> indeterminate
+    typical: FeatureGate | None = None
+    anatomy: FeatureGate | None = None
+    min_area_px: int = 0  # segment: a largest component smaller than this (model grid pixels) is no nodule
+    extra: dict = field(default_factory=dict)  # how it was chosen (splits, n, note), free-form
+
+
+@dataclass(frozen=True)
 class Tier:
     name: str
     task: str
@@ -87,6 +115,8 @@ class Tier:
     metrics: dict = field(default_factory=dict)
     latency_ms: dict = field(default_factory=dict)
     energy_mj: dict = field(default_factory=dict)
+    calibration: Calibration | None = None
+    abstention: AbstentionSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +222,68 @@ def _model_file(r: _Reader, obj: Any, where: str, backend: str) -> ModelFile:
     return ModelFile(backend, path, digest, size)
 
 
+def _calibration(r: _Reader, obj: dict, where: str, task: str) -> Calibration | None:
+    c = r.get(obj, "calibration", where, dict, required=False)
+    if c is None:
+        return None
+    w = f"{where}.calibration"
+    if task != "classify":
+        raise r.fail(w, "temperature scaling applies to classify tiers only; remove it")
+    t = r.get(c, "temperature", w, float)
+    if not 0.05 <= t <= 20.0:
+        raise r.fail(f"{w}.temperature", f"{t} is outside 0.05..20 (a fitted temperature is near 1); refit it")
+    return Calibration(t, {k: v for k, v in c.items() if k != "temperature"})
+
+
+def _vector(r: _Reader, obj: dict, key: str, where: str, n: int, positive: bool = False) -> np.ndarray:
+    v = r.get(obj, key, where, list)
+    if len(v) != n or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                              for x in v):
+        raise r.fail(f"{where}.{key}", f"expected {n} finite numbers (one per feature), got {len(v)} entries")
+    a = np.asarray(v, np.float64)
+    if positive and not (a > 0).all():
+        raise r.fail(f"{where}.{key}", "every entry must be > 0")
+    return a
+
+
+def _abstention(r: _Reader, obj: dict, where: str, task: str) -> AbstentionSpec | None:
+    from firmware_py.inference.abstain import FEATURE_SETS
+
+    a = r.get(obj, "abstention", where, dict, required=False)
+    if a is None:
+        return None
+    w = f"{where}.abstention"
+    version = r.get(a, "features", w, str)
+    if version not in FEATURE_SETS:
+        raise r.fail(f"{w}.features", f"{version!r} is not a feature set this firmware computes "
+                     f"({', '.join(FEATURE_SETS)}); refit with firmware-py models abstention")
+    n = len(FEATURE_SETS[version])
+    conf = r.get(a, "min_confidence", w, float, required=False)
+    if conf is not None and (task != "classify" or not 0.0 <= conf < 1.0):
+        raise r.fail(f"{w}.min_confidence", f"{conf}: a classify tier's probability threshold in 0..1 (below 1)"
+                     if task == "classify" else "only classify tiers have a confidence threshold")
+    gates = {}
+    for name in ("typical", "anatomy"):
+        g = r.get(a, name, w, dict, required=False)
+        if g is None:
+            gates[name] = None
+            continue
+        gw = f"{w}.{name}"
+        thr = r.get(g, "max_score", gw, float)
+        if name == "typical":
+            if not thr > 0:
+                raise r.fail(f"{gw}.max_score", f"must be > 0 (a mean squared z-score), got {thr}")
+            gates[name] = FeatureGate(thr, mean=_vector(r, g, "mean", gw, n), std=_vector(r, g, "std", gw, n, True))
+        else:
+            gates[name] = FeatureGate(thr, weights=_vector(r, g, "weights", gw, n), bias=r.get(g, "bias", gw, float))
+    min_area = r.get(a, "min_area_px", w, int, required=False, default=0)
+    if min_area < 0:
+        raise r.fail(f"{w}.min_area_px", f"must be >= 0, got {min_area}")
+    known = {"features", "min_confidence", "typical", "anatomy", "min_area_px"}
+    return AbstentionSpec(version, conf, gates["typical"], gates["anatomy"], min_area,
+                          {k: v for k, v in a.items() if k not in known})
+
+
 def _tier(r: _Reader, obj: Any, where: str) -> Tier:
     obj = r.mapping(obj, where)
     name = r.get(obj, "name", where, str)
@@ -270,6 +362,7 @@ def _tier(r: _Reader, obj: Any, where: str) -> Tier:
         name, task, rank, files, input_spec, preprocess, output,
         opt_int("params"), opt_int("macs"), opt_int("file_bytes"),
         opt_map("metrics"), opt_map("latency_ms"), opt_map("energy_mj"),
+        _calibration(r, obj, where, task), _abstention(r, obj, where, task),
     )
 
 
