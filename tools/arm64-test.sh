@@ -27,8 +27,9 @@
 #      `pip install -e '.[test]'` and FIRMWARE_PY_INTERPRETER=NAME, the way a user installs on a Pi.
 #      The first kernel build runs with FIRMWARE_PY_VEC_REPORT=1: GCC's -fopt-info-vec-optimized
 #      lines (the NEON loops) go to LOGS/vec-report.txt;
-#   4. per interpreter: `firmware-py selftest` and the whole suite (or the kernel tests), each in one
-#      process; a native crash is reported with the test it happened in (faulthandler).
+#   4. per interpreter: `firmware-py selftest`, the per-tier output comparison with x86_64
+#      (LOGS/tiers-NAME.log, a table of LSB differences) and the whole suite (or the kernel tests),
+#      each in one process; a native crash is reported with the test it happened in (faulthandler).
 # Mounts, all private to the root and undone on exit: a fresh proc with the Pi's /proc/cpuinfo bound
 # over it, a read-only sysfs, a new devpts instance, a tmpfs /dev/shm, the data read-only. The host's
 # /dev is not bound, so deleting ARM64_CACHE cannot reach host devices.
@@ -190,6 +191,8 @@ for I in $INTERPRETERS; do
 print(platform.machine(), platform.python_version(), \"numpy\", numpy.__version__, b().name, b().version)'" \
     | tee "$LOGS/versions-$I.txt"
   step "selftest-$I" "$IN && firmware-py selftest" || true
+  # the per-tier figures: this interpreter here against each package's x86_64 reference
+  step "tiers-$I" "$IN && python tests/data/tier_outputs.py --compare" || true
   if [ "$WHAT" = all ]; then
     TESTS=tests
   else

@@ -1,6 +1,8 @@
 """Raw int8 outputs of every shipped tier on fixed inputs, to compare architectures and interpreters.
 
-    python tests/data/tier_outputs.py      # on x86_64: (re)write this interpreter's reference
+    python tests/data/tier_outputs.py            # on x86_64: (re)write this interpreter's reference
+    python tests/data/tier_outputs.py --compare  # any machine: a Markdown table, this interpreter
+                                                 # against every package's x86_64 reference
 
 tests/test_tiers_cross_arch.py runs the same tiers on the same inputs on whatever machine it is on
 (x86_64 in CI, aarch64 under tools/arm64-test.sh) and compares with the x86_64 reference written by
@@ -69,10 +71,39 @@ def load_reference(package: str) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def compare(be) -> str:
+    """Per tier: the largest difference in output steps (LSB) between this machine under this
+    interpreter and each package's x86_64 reference, and how many class decisions differ."""
+    package = be.name.split(".")[0]
+    with np.load(REFERENCE) as z:
+        meta = json.loads(str(z["meta"]))
+        refs = {(p, name): z[f"{p}/{name}"] for p in sorted(meta) for name in meta[p]["tiers"]}
+    packages = sorted(meta)
+    head = ["tier"] + [f"vs x86_64 {p} {meta[p]['version']} (LSB, class flips)" for p in packages]
+    rows = [f"{platform.machine()}, {package} {be.version}, {N_INPUTS} inputs per tier", "",
+            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, path, task in shipped_tiers():
+        got = run_tier(be.Interpreter, path).astype(np.int16)
+        cells = [name]
+        for p in packages:
+            want = refs.get((p, name))
+            if want is None or meta[p]["tiers"][name] != sha256(path):
+                cells.append("no reference")
+                continue
+            lsb = int(np.abs(got - want.astype(np.int16)).max())
+            flips = int((got.argmax(-1) != want.argmax(-1)).sum()) if task == "classify" else "-"
+            cells.append(f"{lsb} ({flips})")
+        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     sys.path.insert(0, str(REPO))
     from firmware_py.inference.backend import interpreter_backend
 
+    if sys.argv[1:] == ["--compare"]:
+        print(compare(interpreter_backend()))
+        return 0
     if platform.machine() != "x86_64":
         print("the reference is x86_64's: run this on an x86_64 machine", file=sys.stderr)
         return 2
