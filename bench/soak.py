@@ -1,9 +1,11 @@
 """`firmware-py bench soak` (`make soak FRAMES=N`): the daemon at the simulator's maximum rate for N frames.
 
-The rig of `bench e2e` (bench/e2e_rig.py): `firmware-py run` as a child process, the probe
-simulator writing phantom frames on one pseudo-terminal as fast as the line takes (``fps`` 0), the
-result channel read on a second, the console's ``counters`` on a third. The journal is on with a
-small size bound (so the run crosses it and rotates) and the JSON-lines file sink is on.
+The rig of `bench e2e` (bench/e2e_rig.py): `firmware-py run` as a child process with its probe,
+result channel and console on three pseudo-terminals, and the probe simulator (`firmware-py
+probe-sim --fd`, in a process of its own like the daemon's built-in one, so the bench's threads
+never pause it mid-frame) writing phantom frames as fast as the line takes (``--fps 0``). The
+journal is on with a small size bound (so the run crosses it and rotates) and the JSON-lines
+file sink is on.
 
 Measured after a warm-up (the tier loaded, the first frames through, the journal open):
 
@@ -12,9 +14,9 @@ Measured after a warm-up (the tier loaded, the first frames through, the journal
 * the live journal file (+ its WAL) against ``output.journal_max_mb``, its largest size seen
   while the run went on (target: within the bound plus one commit's overshoot, and rotated when
   the run wrote more than the bound);
-* frames sent / processed / dropped / corrupt, each loss attributed to a daemon counter (target:
-  ``sent = processed + dropped + corrupt`` exactly, nothing unattributed, nothing corrupt on a
-  clean line).
+* frames sent / processed / dropped / corrupt over the whole run (warm-up included), each loss
+  attributed to a daemon counter (target: ``sent = processed + dropped + corrupt`` exactly,
+  nothing unattributed, nothing corrupt on a clean line).
 
 Prints the figures and one ``PASS``/``FAIL`` line per target; exits 1 when a target fails. The run
 is bounded by ``--timeout`` seconds: a soak that cannot finish says so and fails.
@@ -24,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -84,67 +88,103 @@ def settle(console: Console, reader: HostReader, sent: int, n0: int, before: dic
             return after
 
 
-def serve(sim, fd: int, frames: int, deadline: float, daemon: DaemonChild) -> None:
-    """The simulator's own loop in a thread until ``frames`` more are on the line or the deadline."""
-    t = threading.Thread(target=sim.serve_fd, args=(fd,),
-                         kwargs={"duration": max(1.0, deadline - time.monotonic()),
-                                 "max_frames": sim.summary.frames_sent + frames}, daemon=True)
-    t.start()
-    while t.is_alive():
-        t.join(0.5)
+class SimulatorChild:
+    """`firmware-py probe-sim --fd` in a process of its own on the probe line's master, as the daemon's
+    built-in simulator runs (daemon/simulator_process.py): blocking writes, its maximum rate."""
+
+    def __init__(self, line: Line, args):
+        os.set_blocking(line.fd, True)  # the child's writes; the bench never touches this end
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-P", "-m", "firmware_py", "probe-sim", "--fd", str(line.fd), "--fps", "0",
+             "--frames", str(args.warmup + args.frames), "--geometry", args.geometry, "--lines", str(args.lines),
+             "--samples", str(args.samples)], pass_fds=(line.fd,), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=self.err)
+
+    def wait(self, timeout: float) -> int:
+        """Frames sent, from the simulator's closing line; raises when it did not end well in time."""
+        try:
+            self.proc.wait(max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise RuntimeError(f"the simulator had not sent its frames within --timeout ({self.said()})") from None
+        m = re.search(r"probe-sim: (\d+) frames", self.said())
+        if self.proc.returncode != 0 or m is None:
+            raise RuntimeError(f"the simulator exited with {self.proc.returncode}: {self.said()}")
+        return int(m.group(1))
+
+    def said(self) -> str:
+        self.err.seek(0)
+        lines = self.err.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else "no output"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_received(console: Console, daemon: DaemonChild, frames: int, deadline: float) -> dict:
+    """The counters once the daemon has received ``frames`` frames (the warm-up's end)."""
+    while True:
+        c = flat_counters(console.counters())
+        received = c.get("frames_processed", 0) + c.get("frames_dropped_stale", 0)
+        if received >= frames:
+            return c
         if daemon.failed():
-            sim.stop()
             raise RuntimeError(daemon.failed())
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"the daemon had taken {received} of {frames} warm-up frames by --timeout")
+        time.sleep(0.2)
 
 
 def run(args) -> dict:
     import psutil
 
-    from firmware_py.drivers.probe_sim import ProbeSimulator
-    from firmware_py.drivers.sources import PhantomSource
-
     from firmware_py.bench.e2e import pick_tiers
 
     task, tier = pick_tiers(args.tier)[0]
-    t_start = time.monotonic()
-    deadline = t_start + args.timeout
+    deadline = time.monotonic() + args.timeout
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
         journal = os.path.join(workdir, "journal.sqlite")
         results = os.path.join(workdir, "results.jsonl")
         probe, host, con = Line(), Line(), Line()
         daemon = DaemonChild(workdir, probe=probe, host=host, console=con, task=task, tier=tier, extra_config={
             "output": {"journal": journal, "journal_max_mb": args.journal_max_mb, "results": results}})
-        sim = ProbeSimulator(PhantomSource.from_options(args.geometry, args.lines, args.samples, 8, seed=0), fps=0)
         reader = HostReader(host)
         reader.start()
         console = Console(con, banner=True)
-        watcher = None
+        watcher = sim = None
         try:
             proc = psutil.Process(daemon.pid)
             before = flat_counters(console.counters(CONNECT_TIMEOUT_S))
-            serve(sim, probe.fd, args.warmup, deadline, daemon)
-            warm = settle(console, reader, sim.summary.frames_sent, 0, before)
+            sim = SimulatorChild(probe, args)
+            wait_received(console, daemon, args.warmup, deadline)
             start = snapshot(proc)
-            n0, s0 = len(reader.results), sim.summary.frames_sent
             watcher = Watcher(proc, journal)
             watcher.start()
             t0 = time.monotonic()
-            serve(sim, probe.fd, args.frames, deadline, daemon)
+            sent = sim.wait(deadline - time.monotonic())
             wall = time.monotonic() - t0
-            sent = sim.summary.frames_sent - s0
-            after = settle(console, reader, sent, n0, warm)
+            after = settle(console, reader, sent, 0, before)
             end = snapshot(proc)
             watcher.stop()
             raw = console.counters()
         finally:
             if watcher:
                 watcher.stop()
-            sim.stop()
+            if sim:
+                sim.stop()
             summary = daemon.stop()
             reader.stop()
             for line in (probe, host, con):
                 line.close()
-        acc = account(sent, len(reader.results) - n0, warm, after, True)
+        # the whole run, warm-up included: every frame the simulator sent is accounted for
+        acc = account(sent, len(reader.results), before, after, True)
         figures = summarise(acc, [], [])
         journal_stats = raw.get("ResultJournal", {})
         rotated_file = os.path.exists(journal + ".1")
@@ -152,10 +192,11 @@ def run(args) -> dict:
         bound = args.journal_max_mb * 2 ** 20
     figures.pop("latency_ms"), figures.pop("model_p99_ms")
     rss_growth = (end["rss_bytes"] - start["rss_bytes"]) / 2 ** 20
+    measured = max(1, sent - args.warmup)
     res = {
-        "frames_requested": args.frames, "tier": tier, "frame": f"{args.lines} x {args.samples} uint8 {args.geometry}",
-        "wall_s": round(wall, 1), "sent_fps": round(sent / wall, 1) if wall else None,
-        "processed_fps": round(figures["processed"] / wall, 1) if wall else None,
+        "frames_requested": args.warmup + args.frames, "warmup_frames": args.warmup, "tier": tier,
+        "frame": f"{args.lines} x {args.samples} uint8 {args.geometry}",
+        "wall_s_after_warmup": round(wall, 1), "sent_fps_after_warmup": round(measured / wall, 1) if wall else None,
         **figures,
         "start": {**start, "rss_mb": round(start["rss_bytes"] / 2 ** 20, 2)},
         "end": {**end, "rss_mb": round(end["rss_bytes"] / 2 ** 20, 2)},
