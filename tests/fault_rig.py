@@ -39,6 +39,26 @@ class Thermometer:
         return 40.0
 
 
+class EngineEvents:
+    """``on_event`` for an engine built before its daemon: forwards to the daemon once it exists,
+    as ``Engine.from_config(cfg, on_event=daemon._on_engine_event)`` wires it in production (the
+    daemon journals engine and security events)."""
+
+    def __init__(self):
+        self.target = None
+
+    def __call__(self, event: dict) -> None:
+        if self.target is not None:
+            self.target(event)
+
+
+def signed_engine(folder, tiers=None, **options):
+    """A real engine on a signed test model set in ``folder``; its events reach the daemon."""
+    s = make_model_set(str(folder), tiers or TWO_TIERS)
+    events = EngineEvents()
+    return Engine(s["dir"], public_key=s["public"], on_event=events, **options), events
+
+
 class FaultProbe:
     """Probe source for ``Daemon(probe=...)``: ``start()`` plugs it in and returns the symlink."""
 
@@ -47,6 +67,8 @@ class FaultProbe:
         self.path = os.path.join(str(folder), "probe")
         self.sim = ProbeSimulator(PhantomSource(geometry or small_geometry(32, 64)), fps=fps, faults=faults,
                                   seed=seed, **sim_options)
+        self.sim.on_frame = self._after_frame
+        self._halt = threading.Event()
         self._fds: tuple[int, int] | None = None
         self._thread: SimThread | None = None
         self.plugs = 0
@@ -76,11 +98,21 @@ class FaultProbe:
         self.plugs += 1
         self._thread = SimThread(self.sim, master)
 
-    def silence(self) -> None:
-        """The probe stops sending anything (hung firmware); the line stays."""
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+    def _after_frame(self, *_):
+        if self._halt.is_set():
+            self.sim.stop()  # between two frames: the loop ends before the next one starts
+
+    def silence(self, *, between_frames: bool = True) -> None:
+        """The probe stops sending anything (hung firmware); the line stays. between_frames: after
+        the frame being written (else a frame may be cut where the line was full)."""
+        if self._thread is None:
+            return
+        if between_frames:
+            self._halt.set()
+            wait_for(lambda: not self._thread.thread.is_alive(), 2.0)  # a frame period, or a stall
+            self._halt.clear()
+        self._thread.stop()
+        self._thread = None
 
     def speak(self, *, reboot: bool = False) -> None:
         """Sending again on the same line; reboot=True: it restarted and waits for a hello."""
@@ -88,7 +120,7 @@ class FaultProbe:
         self._thread = SimThread(self.sim, self._fds[0])
 
     def unplug(self) -> None:
-        self.silence()
+        self.silence(between_frames=False)  # the cable goes whatever is on it
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.path)  # like /dev/serial/by-id: the name goes with the device
         if self._fds is not None:
@@ -121,6 +153,7 @@ class DaemonRig:
 
     def __init__(self, tmp_path, probe: FaultProbe, *, engine=None, battery=None, output=None, probe_cfg=None,
                  power=None, policy_period_s: float = 0.2):
+        """``engine``: (Engine, EngineEvents) from signed_engine(); None: the two-tier test set."""
         self.tmp = tmp_path
         self.results = tmp_path / "results.jsonl"
         self.journal = tmp_path / "journal.sqlite"
@@ -129,9 +162,7 @@ class DaemonRig:
         self.journal = out["journal"]
         cfg = load_config(None).replace(output=out, run={"duration_s": 0.0}, probe=probe_cfg or {},
                                         power={"min_dwell_s": 0.0, **(power or {})})
-        if engine is None:
-            s = make_model_set(str(tmp_path / "models"), TWO_TIERS)
-            engine = Engine(s["dir"], public_key=s["public"])
+        engine, events = engine or signed_engine(tmp_path / "models")
         if battery is None:
             from firmware_py.power.battery_mock import MockBattery
 
@@ -139,6 +170,7 @@ class DaemonRig:
         self.probe = probe
         self.daemon = Daemon(cfg, engine=engine, battery=battery, thermal=Thermometer(), probe=probe,
                              policy_period_s=policy_period_s)
+        events.target = self.daemon._on_engine_event
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="daemon-under-test", daemon=True)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import subprocess
 import time
 
@@ -36,11 +37,10 @@ import pytest
 
 from firmware_py.drivers.faults import FaultConfig
 from firmware_py.errors import FirmwareError
-from firmware_py.inference import Engine
 from firmware_py.power.battery_mock import MockBattery
 from tests.conftest_drivers import small_geometry, wait_for
-from tests.data.model_sets import build_fake_npu_or_skip, make_model_set
-from tests.fault_rig import DaemonRig, FaultProbe, gaps_after, longest_gap, report
+from tests.data.model_sets import build_fake_npu_or_skip
+from tests.fault_rig import DaemonRig, FaultProbe, gaps_after, longest_gap, report, signed_engine
 
 FPS = 60.0
 # Serving while the line is noisy: a damaged frame costs its own slot and, for a truncated one,
@@ -85,3 +85,297 @@ def test_a_noisy_line_rejects_exactly_the_damaged_frames_and_serving_never_pause
     gap = longest_gap(out, t0, t1)
     report(f"noisy line: {name}", longest_gap_s=round(gap, 3), damaged=len(rig.probe.damaged()), **ledger)
     assert gap <= NOISY_LINE_MAX_GAP_S, f"no result for {gap:.2f} s while the line was noisy"
+
+
+# A lying header: a 64 x 256 B-mode probe at 100 fps puts ~1.6 MB/s on the line, so the announced
+# body would take seconds to arrive; the probe announces 8 MiB frames (the daemon's
+# probe.max_frame_bytes), so neither header is refused outright as too large.
+LYING_GEOMETRY = small_geometry(64, 256)
+LYING_FPS = 100.0
+# A lying header is one more damaged message: results may pause no longer than on a noisy line
+# (NOISY_LINE_MAX_GAP_S). A parser that waits for the whole announced length holds the frames
+# behind the lie for seconds (4.4 s for 8 MiB in issue 18) and then runs out of pool buffers for
+# them (counted no_buffer, shown as corrupt): both fail here.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mib", [4, 8])
+def test_a_crc_valid_header_announcing_a_huge_body_loses_no_intact_frame_behind_it(tmp_path, mib):
+    announced = mib << 20
+    probe = FaultProbe(tmp_path, geometry=LYING_GEOMETRY, fps=LYING_FPS, seed=3, max_frame_bytes=8 << 20)
+    rig = DaemonRig(tmp_path, probe).start()
+    frame_bytes = LYING_GEOMETRY.payload_bytes + 64
+    t0, b0 = time.time(), probe.sim.summary.bytes_sent
+    probe.set_faults(FaultConfig(lying_length=1.0, lying_length_bytes=announced))
+    assert wait_for(lambda: probe.faults_logged({"lying_length"}), 10)
+    probe.set_faults(FaultConfig())
+    lies = len(probe.faults_logged({"lying_length"}))
+    # past the whole announced length, so a parser that waits for it has finished waiting
+    assert wait_for(lambda: probe.sim.summary.bytes_sent - b0 > announced + 8 * frame_bytes, 60)
+    intact_tail(rig)
+    t1 = time.time()
+    ledger = rig.finish(extra_on_wire=lies)
+    out = rig.check_outputs(ledger)
+    gap = longest_gap(out, t0, t1)
+    report(f"lying header {mib} MiB", headers=lies, longest_gap_s=round(gap, 3), **ledger)
+    assert ledger["lost_gap"] == 0 and ledger["no_buffer"] == 0, f"intact frames behind the lie were lost: {ledger}"
+    assert ledger["corrupt"] == lies, f"only the lying header may count as corrupt: {ledger}"
+    assert gap <= NOISY_LINE_MAX_GAP_S, f"no result for {gap:.1f} s after a lying header"
+
+
+# Short stalls (the probe pauses mid-stream, shorter than probe.silence_timeout_s): nothing is
+# corrupt and the session survives; results resume when the frames do.
+STALL_S = 0.5
+# A probe silent for longer than its silence timeout: the link starts a new session. Serving again
+# within the reconnect back-off's ceiling + one handshake timeout + 1 s of slack after it speaks.
+SILENCE_CFG = {"silence_timeout_s": 1.0, "reconnect_max_s": 1.0, "handshake_timeout_s": 2.0}
+SILENT_S = 2.5
+
+
+def test_short_stalls_keep_the_session_and_count_nothing_bad(tmp_path):
+    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=8)).start()
+    reconnects = rig.daemon.counters()["reconnects"]
+    t0 = time.time()
+    rig.probe.set_faults(FaultConfig(stall=0.05, stall_s=STALL_S))
+    assert wait_for(lambda: len(rig.probe.faults_logged({"stall"})) >= 4, 30)
+    t1 = time.time()
+    intact_tail(rig)
+    assert rig.daemon.counters()["reconnects"] == reconnects, "a short stall ended the session"
+    ledger = rig.finish()
+    out = rig.check_outputs(ledger)
+    assert ledger["corrupt"] == ledger["lost_gap"] == 0, ledger
+    gap = longest_gap(out, t0, t1)
+    report("stalls 0.5 s", stalls=len(rig.probe.faults_logged({"stall"})), longest_gap_s=round(gap, 3), **ledger)
+    assert gap <= STALL_S + NOISY_LINE_MAX_GAP_S
+
+
+@pytest.mark.parametrize("reboot", [False, True], ids=["hung_then_resumes", "resets_and_waits_for_hello"])
+def test_a_probe_silent_past_its_timeout_gets_a_new_session_and_serving_resumes(tmp_path, reboot):
+    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=9), probe_cfg=SILENCE_CFG).start()
+    rig.probe.silence()
+    time.sleep(SILENT_S)
+    assert not rig.daemon.counters()["connected"] or rig.daemon.link.silences >= 1
+    t_back = time.time()
+    rig.probe.speak(reboot=reboot)
+    rig.wait_processed(CLEAN_TAIL)
+    ledger = rig.finish()
+    out = rig.check_outputs(ledger)
+    recovery = gaps_after(out, t_back)
+    report(f"probe silent {SILENT_S} s ({'reset' if reboot else 'hung'})", recovery_s=round(recovery, 3),
+           silences=rig.daemon.link.silences, **ledger)
+    assert rig.daemon.link.silences >= 1
+    assert ledger["corrupt"] == ledger["lost_gap"] == 0, f"intact frames counted bad after the silence: {ledger}"
+    bound = SILENCE_CFG["reconnect_max_s"] + SILENCE_CFG["handshake_timeout_s"] + 1.0
+    assert recovery <= bound, f"serving again {recovery:.2f} s after the probe spoke (bound {bound} s)"
+
+
+# Unplugged ten times, for 0.15 to 0.9 s (so replugs land at every point of the link's doubling
+# back-off): each time the daemon serves again within the back-off's ceiling + one handshake
+# timeout + 1 s of slack after the probe is back.
+REPLUGS = 10
+UNPLUGGED_S = [0.15 * (1 + i % 6) for i in range(REPLUGS)]
+REPLUG_CFG = {"reconnect_initial_s": 0.1, "reconnect_max_s": 1.0, "handshake_timeout_s": 2.0}
+
+
+@pytest.mark.slow
+def test_ten_unplugs_and_replugs_each_serve_again_within_the_reconnect_bound(tmp_path):
+    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=4), probe_cfg=REPLUG_CFG).start()
+    plugged_at = []
+    for away in UNPLUGGED_S:
+        rig.probe.unplug()
+        time.sleep(away)
+        plugged_at.append(time.time())
+        rig.probe.replug()
+        rig.wait_processed(3)
+    ledger = rig.finish()
+    out = rig.check_outputs(ledger)
+    recoveries = [gaps_after(out, t) for t in plugged_at]
+    cut = ledger["rejected_by_reason"]["truncated"]
+    report("unplug/replug x10", recovery_max_s=round(max(recoveries), 3),
+           recovery_median_s=round(sorted(recoveries)[len(recoveries) // 2], 3),
+           reconnects=rig.daemon.counters()["reconnects"], **ledger)
+    assert rig.daemon.counters()["reconnects"] >= REPLUGS
+    # the frame on the wire at the moment of an unplug is really cut: at most one per unplug
+    assert ledger["no_buffer"] == 0 and ledger["corrupt"] == cut <= REPLUGS, ledger
+    bound = REPLUG_CFG["reconnect_max_s"] + REPLUG_CFG["handshake_timeout_s"] + 1.0
+    assert max(recoveries) <= bound, f"serving again took {max(recoveries):.2f} s after a replug (bound {bound} s)"
+
+
+# The accelerator fails (device lost) or hangs (wedged) mid-run: the frame in flight is rerun on
+# the CPU twin, so serving never pauses longer than the invoke deadline plus the noisy-line slack,
+# and once the device is back it is re-attached within the back-off ceiling + 5 s (a delegate
+# load and warm-up on a loaded machine).
+INVOKE_DEADLINE_MS = 300.0
+REATTACH_BACKOFF_S = (0.05, 0.2)
+ACCEL_BACK_S = REATTACH_BACKOFF_S[1] + 5.0
+NPU_TIERS = [{"name": "small", "cpu": "cls_int8.tflite", "rank": 0, "accel": {"npu": "cls_int8.tflite"}},
+             {"name": "large", "cpu": "cls_int8_b.tflite", "rank": 1, "accel": {"npu": "cls_int8_b.tflite"}}]
+
+
+@pytest.mark.parametrize("how", ["fails", "hangs"])
+def test_an_accelerator_failing_or_hanging_mid_run_costs_no_frame_and_is_reattached(tmp_path, how):
+    from firmware_py.inference.accelerators.external import ExternalDelegate
+
+    lib = build_fake_npu_or_skip(str(tmp_path))
+    trigger = tmp_path / ("unplugged" if how == "fails" else "wedged")
+    options = {"fail_file": str(trigger)} if how == "fails" else {"hang_file": str(trigger), "hang_ms": "60000"}
+    engine, events = signed_engine(tmp_path / "models", NPU_TIERS, invoke_deadline_ms=INVOKE_DEADLINE_MS,
+                                 accelerator=ExternalDelegate(library=lib, options=options, key="npu"),
+                                 reattach_backoff_s=REATTACH_BACKOFF_S)
+    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=6), engine=(engine, events))
+    try:
+        rig.start()
+        assert wait_for(lambda: engine.backend_name == "npu", 20)
+        t0 = time.time()
+        trigger.touch()
+        rig.wait_processed(30)
+        during = rig.daemon.counters()["backend"]
+        t_clear = time.time()
+        trigger.unlink()
+        assert wait_for(lambda: engine.backend_name == "npu", ACCEL_BACK_S + 10)
+        rig.wait_processed(CLEAN_TAIL)
+        ledger = rig.finish()
+    finally:
+        if trigger.exists():
+            trigger.unlink()  # release a wedged invoke
+    out = rig.check_outputs(ledger)
+    back = [r["wall_time"] for r in out if r["wall_time"] > t_clear and r["backend"] == "npu"]
+    reattach = min(back) - t_clear
+    gap = longest_gap(out, t0, t_clear)
+    report(f"accelerator {how}", longest_gap_s=round(gap, 3), reattached_after_s=round(reattach, 3),
+           cpu_results=sum(r["backend"] == "cpu" for r in out), **ledger)
+    assert during == "cpu" and ledger["corrupt"] == ledger["lost_gap"] == 0, ledger
+    assert gap <= INVOKE_DEADLINE_MS / 1e3 + NOISY_LINE_MAX_GAP_S, f"no result for {gap:.2f} s"
+    assert reattach <= ACCEL_BACK_S, f"back on the accelerator {reattach:.1f} s after it recovered"
+
+
+@pytest.mark.parametrize("source", ["console", "signal"])
+def test_a_model_file_corrupted_on_disk_is_refused_at_reload_and_the_running_tier_keeps_serving(tmp_path, source):
+    """`reload` from the console, or SIGHUP (whose handler posts the same command as source
+    "signal"), after a model file of the running tier rotted on disk."""
+    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=2)).start()
+    daemon = rig.daemon
+    tier = daemon.engine.active_tier.name
+    path = os.path.join(str(tmp_path / "models"), daemon.engine.manifest.tier(tier).files["cpu"].path)
+    with open(path, "r+b") as f:  # a few flipped bytes in the middle, as a failing flash would leave
+        f.seek(os.path.getsize(path) // 2)
+        chunk = f.read(16)
+        f.seek(-16, os.SEEK_CUR)
+        f.write(bytes(b ^ 0xFF for b in chunk))
+    t0 = time.time()
+    with pytest.raises(FirmwareError, match="the new model set was refused; the previous one stays"):
+        daemon.commands.post("reload", source=source).result(30)
+    rig.wait_processed(30)
+    t1 = time.time()
+    ledger = rig.finish()
+    out = rig.check_outputs(ledger)
+    gap = longest_gap(out, t0, t1)
+    after = [r for r in out if r["wall_time"] > t0]
+    report(f"model corrupted before reload ({source})", longest_gap_s=round(gap, 3), **ledger)
+    assert after and all(r["tier"] == tier for r in after), "the verified tier in memory must keep serving"
+    assert ledger["corrupt"] == ledger["lost_gap"] == 0 and gap <= NOISY_LINE_MAX_GAP_S, (gap, ledger)
+    db = sqlite3.connect(rig.journal)
+    events = db.execute("SELECT message FROM events WHERE run_id = ? AND kind = 'security'", (daemon.run_id,))
+    assert any("digest-mismatch" in m for (m,) in events), "the refusal is not in the journal's events"
+    db.close()
+
+
+class VanishingBattery(MockBattery):
+    """The project's mock gauge, told when to stop answering (like an unplugged I2C gauge)."""
+
+    def vanish(self) -> None:
+        self._fail_after = self._reads
+
+
+# The board's battery gauge vanishes: the status says so at the next policy period, and the
+# policy is on its safe rung once power.sensor_timeout_s has passed, within two policy periods
+# + 1 s of slack after that.
+SENSOR_TIMEOUT_S = 0.5
+POLICY_PERIOD_S = 0.1
+
+
+def test_a_vanished_battery_gauge_shows_in_the_status_and_the_policy_falls_back_to_its_safe_rung(tmp_path):
+    battery = VanishingBattery(90.0, 0.0)
+    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=7), battery=battery,
+                    power={"sensor_timeout_s": SENSOR_TIMEOUT_S}, policy_period_s=POLICY_PERIOD_S).start()
+    daemon = rig.daemon
+    rungs = daemon.tiers.rungs()
+    safe = rungs[max(0, len(rungs) - 1 - daemon.cfg.power.safe_rung)].label
+    assert wait_for(lambda: daemon.tiers.rung == rungs[-1].label, 20), daemon.tiers.rung  # 90 %: the top
+    t0 = time.monotonic()
+    battery.vanish()
+    assert wait_for(lambda: "SENSOR FAILED battery" in daemon.status_text(), 10), daemon.status_text()
+    shown = time.monotonic() - t0
+    bound = SENSOR_TIMEOUT_S + 2 * POLICY_PERIOD_S + 1.0
+    assert wait_for(lambda: daemon.tiers.reason == "battery unreadable: safe rung", bound + 10), daemon.tiers.reason
+    fell_back = time.monotonic() - t0
+    assert wait_for(lambda: daemon.tiers.rung == safe, 20), (daemon.tiers.rung, safe)
+    rig.wait_processed(CLEAN_TAIL)
+    status = daemon.status_text()
+    ledger = rig.finish()
+    rig.check_outputs(ledger)
+    report("battery gauge vanished", shown_after_s=round(shown, 3), safe_rung_after_s=round(fell_back, 3),
+           rung=safe, **ledger)
+    assert "safe rung" in status and ledger["corrupt"] == ledger["lost_gap"] == 0
+    assert fell_back <= bound, f"on the safe rung {fell_back:.2f} s after the gauge vanished (bound {bound:.2f} s)"
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, size: str):
+    """A tmpfs of ``size`` mounted at ``path`` (needs CAP_SYS_ADMIN: root, as in CI)."""
+    path.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({p.stderr.strip() or p.returncode}); the same promise at the "
+                    "journal level, with SQLite's max_page_count as the full disk, is "
+                    "tests/test_results_durability.py::test_a_journal_that_fills_up_says_so_once_and_passes_"
+                    "every_result_on_marked_undurable")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(folder) -> int:
+    """Write a file until the file system says ENOSPC; its size."""
+    chunk, n = b"\0" * 65536, 0
+    with open(folder / "filler", "wb", buffering=0) as f:
+        while True:
+            try:
+                n += f.write(chunk)
+            except OSError:
+                return n
+
+
+# The journal's disk fills up: results go on at once, marked "durable": false; when space is
+# freed the journal writes again at its next retry (results.journal.RETRY_S, 5 s) + 2 s of slack.
+DISK_BACK_S = 5.0 + 2.0
+
+
+@pytest.mark.slow
+def test_a_full_journal_disk_keeps_results_flowing_marked_undurable_and_the_journal_resumes_when_space_returns(
+        tmp_path):
+    with small_tmpfs(tmp_path / "disk", "16m") as disk:
+        rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=11),
+                        output={"journal": str(disk / "journal.sqlite")}).start()
+        t0 = time.time()
+        filled = fill(disk)
+        assert wait_for(lambda: rig.daemon.counters()["ResultJournal"]["failure"], 20), "the full disk went unnoticed"
+        failure = rig.daemon.counters()["ResultJournal"]["failure"]
+        rig.wait_processed(30)
+        t_free = time.time()
+        (disk / "filler").unlink()
+        assert wait_for(lambda: rig.daemon.counters()["ResultJournal"]["failure"] is None, DISK_BACK_S + 10)
+        rig.wait_processed(CLEAN_TAIL)
+        ledger = rig.finish()
+        out = rig.check_outputs(ledger)
+    undurable = [r for r in out if r.get("extra", {}).get("durable") is False]
+    durable_again = [r["wall_time"] for r in out if r["wall_time"] > t_free and "durable" not in r.get("extra", {})]
+    back = min(durable_again) - t_free
+    gap = longest_gap(out, t0, t_free)
+    report("journal disk full (tmpfs 16 MiB)", filler_bytes=filled, undurable=len(undurable),
+           longest_gap_s=round(gap, 3), durable_again_after_s=round(back, 3), failure=failure, **ledger)
+    assert "database or disk is full" in failure or "No space" in failure, failure
+    assert undurable and gap <= NOISY_LINE_MAX_GAP_S, (len(undurable), gap)
+    assert back <= DISK_BACK_S, f"results durable again {back:.1f} s after space returned (bound {DISK_BACK_S} s)"
