@@ -47,12 +47,23 @@ def preprocessor(tier, pp_cls):
                   mean=norm.get("mean", 0.0), std=norm.get("std", 1.0), fill=tier["preprocess"].get("fill", 0))
 
 
+def temperature(tier) -> float:
+    """The decoder's temperature (manifest `calibration`; 1 when the tier has none)."""
+    return float((tier.get("calibration") or {}).get("temperature", 1.0))
+
+
 def _run_tier(tier, models_dir, images, pp_cls):
     """(int8 outputs (N, ...), output quantization, input codes, interpreter) of one tier over
     uint8 images, through the daemon's Preprocessor."""
     it = interp.interpreter(os.path.join(models_dir, tier["files"]["cpu"]["path"]))
     codes = interp.device_codes(images, preprocessor(tier, pp_cls))
     return interp.invoke_all(it, codes), it.get_output_details()[0]["quantization"], codes, it
+
+
+def calibration_error(probs, labels) -> float:
+    from .calibrate import ece
+
+    return ece(probs, labels)
 
 
 def lsb_stability(it, codes: np.ndarray, pred: np.ndarray, draws: int = 3, seed: int = 0) -> float:
@@ -98,12 +109,14 @@ def evaluate(data_dir: str, json_path: str, models_dir: str = MODELS_DIR, limit:
         result["n"] = len(items.images)
         for t in tiers:
             out, (s, z), codes, it = _run_tier(t, models_dir, items.images, Preprocessor)
-            probs = M.softmax((out.astype(np.float32) - z) * s)
+            probs = M.softmax((out.astype(np.float32) - z) * s / temperature(t))
             thr = t["output"].get("threshold", {}).get("value", 0.5)
             m = M.classification_metrics(probs, items.labels, items.classes, threshold=thr)
             m["ci95"] = M.bootstrap_ci95(
                 lambda i: M.classification_metrics(probs[i], items.labels[i], items.classes, threshold=thr),
                 len(probs), CLS_KEYS, draws=bootstrap)
+            m["ece_15"] = calibration_error(probs, items.labels)
+            m["temperature"] = temperature(t)
             m["lsb_flip_share"] = lsb_stability(it, codes, out.argmax(axis=1))
             m["latency_ms"] = interp.latency_ms(os.path.join(models_dir, t["files"]["cpu"]["path"]), latency_runs)
             result["tiers"][t["name"]] = m

@@ -206,7 +206,8 @@ def _ship(ship_dir, spec, tfl, rec, classes, fold, n_test, cfg):
             "grid": [spec.res, spec.res], "params": rec["params"], "macs": rec["macs"],
             "metrics": m, "latency_ms": {"cpu_x86_1thread_p50": round(rec["latency_ms"]["cpu_p50"], 3)},
             "metrics_note": f"int8 on the test fold {fold} of 5 (n={n_test}, seed {cfg.seed}); never trained on",
-            "float_metrics": rec["float"], "sparsity": rec["sparsity"], "quantization": rec["quantization"]}
+            "float_metrics": rec["float"], "sparsity": rec["sparsity"], "quantization": rec["quantization"],
+            "split": "grouped"}  # heldout.py: which images this tier never saw
     if spec.task == "classify":
         tier.update(decode="softmax", labels=list(classes), threshold={"label": "malignant", "value": 0.5})
     else:

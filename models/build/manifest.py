@@ -93,6 +93,12 @@ def tier_yaml(rec: dict, models_dir: str) -> str:
             f"    metrics: {_flow(_round(rec['metrics']))}",
             f"    latency_ms: {_flow(_round(rec.get('latency_ms', {})))}",
             f"    energy_mj: {_flow(rec.get('energy_mj', {}))}"]
+    # calibration (calibrate.py): the decoder takes softmax(logits / temperature), and
+    # output.threshold applies to those calibrated probabilities. abstention: passed through from
+    # the record as written (docs/model-manifest.md).
+    for key in ("calibration", "abstention"):
+        if rec.get(key):
+            out.append(f"    {key}: {_flow(_round(rec[key]))}")
     return "\n".join(out)
 
 

@@ -135,6 +135,12 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
             log.info("thresholds chosen on validation: %s",
                      threshold.tune(dirs.get("busi"), dirs.get("ddti"), models_dir, seed=cfg.seed,
                                     n_folds=n_folds, val_fraction=cfg.val_fraction))
+            if dirs.get("busi"):
+                # Temperature on validation; the malignant threshold again on the calibrated probabilities.
+                from . import calibrate
+                finish(models_dir, None, timing=False)
+                calibrate.calibrate(dirs["busi"], models_dir,
+                                    os.path.join(models_dir, "report", "reliability_busi_int8.png"))
         finish(models_dir, sign_key)
     return results
 
