@@ -12,7 +12,7 @@ from firmware_py.console.auth import PATTERN as PIN_HASH_PATTERN
 from firmware_py.drivers.protocol import MAX_PAYLOAD_LIMIT
 from firmware_py.drivers.recorder import MIN_RECORD_BYTES
 from firmware_py.inference.accelerators import ACCELERATORS
-from firmware_py.power import BATTERIES, THERMALS
+from firmware_py.power import BATTERIES, MONITORS, THERMALS
 from firmware_py.power.ladder import LADDER_HINT, LADDER_PATTERN
 from firmware_py.registry import Key, Section
 from firmware_py.results import SINKS
@@ -153,6 +153,9 @@ SCHEMA = Section({
 ),
         "thermal": Section(doc="Temperature source: `kind` picks one, its options are in the sub-section of that "
                            "name.", kinds=THERMALS, kind_default="mock", kind_doc="Temperature sensor to read."),
+        "monitor": Section(doc="Power monitor on the board's supply, for measured board power on a rig: `kind` "
+                           "picks one, its options are in the sub-section of that name.", kinds=MONITORS,
+                           kind_default="none", kind_doc="Power monitor to read."),
     }, moved={"mock_battery_percent": "battery.mock.percent",
               "mock_drain_percent_per_min": "battery.mock.drain_percent_per_min",
               "mock_temperature_c": "thermal.mock.temperature_c"}),

@@ -42,7 +42,7 @@ from firmware_py.daemon.status import Snapshot, StatusLine, format_status, forma
 from firmware_py.daemon.systemd import SystemdNotifier
 from firmware_py.daemon.tiers import TierController
 from firmware_py.errors import ConfigError, FirmwareError
-from firmware_py.power import TierPolicy, make_battery, make_thermal
+from firmware_py.power import TierPolicy, make_battery, make_monitor, make_thermal
 from firmware_py.results import SINKS, ResultJournal
 from firmware_py.results.sinks import ResultFeed
 
@@ -102,7 +102,7 @@ def _sensor_or_absent(make, power, key: str):
 
 class Daemon:
     def __init__(self, cfg, *, stop_event: threading.Event | None = None, status_stream=None,
-                 sim_extra_args: list[str] | None = None, engine=None, battery=None, thermal=None,
+                 sim_extra_args: list[str] | None = None, engine=None, battery=None, thermal=None, monitor=None,
                  policy=None, sinks=None, probe=None, notifier: SystemdNotifier | None = None,
                  policy_period_s: float = POLICY_PERIOD_S, config_loader: Callable[[], object] | None = None,
                  config_path: str | None = None):
@@ -115,6 +115,7 @@ class Daemon:
         self.policy_period_s = policy_period_s
         # Injected parts (None: _compose builds them from the configuration).
         self.engine, self.battery, self.thermal, self.policy = engine, battery, thermal, policy
+        self.monitor = monitor  # the board's power monitor (power.monitor.kind), or None
         self._given_sinks, self.probe = sinks, probe
         self.notifier = notifier or SystemdNotifier()
         self.latency = LatencyWindow()
@@ -152,6 +153,8 @@ class Daemon:
             self.battery = _sensor_or_absent(make_battery, c.power, "power.battery")
         if self.thermal is None:
             self.thermal = _sensor_or_absent(make_thermal, c.power, "power.thermal")
+        if self.monitor is None and c.power.monitor.kind != "none":
+            self.monitor = _sensor_or_absent(make_monitor, c.power, "power.monitor")
         if self.policy is None:
             self.policy = TierPolicy.from_config(c.power, len(self.engine.ladder))
         # A tier named in the configuration is pinned (rigs benchmark one tier); `auto` lets the
@@ -165,7 +168,8 @@ class Daemon:
         self.tiers = TierController(self.engine, self.policy, self.battery, self.thermal, self.latency,
                                     pinned=None if start == "auto" else self.engine.active_tier.name,
                                     analysis=self.frames, probe_command=self._probe_rate_command,
-                                    link_stats=lambda: self.link.stats() if self.link else {})
+                                    link_stats=lambda: self.link.stats() if self.link else {},
+                                    monitor=self.monitor)
         if self.probe is None:
             self.probe = self._probe_source()
         self.proc = ProcessingThread(self.slot, self.frames.process, max_frames=c.run.max_frames,

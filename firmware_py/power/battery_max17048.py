@@ -8,6 +8,7 @@ A NACK (the gauge is off the bus, or busy) is an ``OSError`` from smbus2, like a
 from __future__ import annotations
 
 from firmware_py.registry import Key
+from firmware_py.power.i2c import open_bus
 from firmware_py.power.sensors import BATTERIES, BatteryReading
 
 ADDRESS = 0x36
@@ -35,14 +36,7 @@ class Max17048Battery:
 
     @classmethod
     def from_config(cls, section) -> "Max17048Battery":
-        from smbus2 import SMBus  # the device's dependency; tests pass a fake bus
-
-        try:
-            bus = SMBus(section.bus)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot open I2C bus {section.bus} ({exc.strerror}); enable I2C "
-                                     "(raspi-config) or set power.battery.kind") from None
-        return cls(bus, section.address)
+        return cls(open_bus(section.bus, "power.battery.kind"), section.address)
 
     def read(self) -> BatteryReading:
         soc = read_register(self._bus, self._address, SOC) / 256.0

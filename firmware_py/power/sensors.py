@@ -81,3 +81,13 @@ def make_battery(power) -> Battery:
 def make_thermal(power) -> Thermal:
     """The temperature sensor the typed ``power`` section chooses (``power.thermal.kind``)."""
     return THERMALS.create(power.thermal)
+
+
+@MONITORS.register("none", doc="no power monitor: the board's power comes from the battery gauge, if it tells")
+class NoMonitor:
+    name = "none"
+
+
+def make_monitor(power) -> Monitor | None:
+    """The power monitor the typed ``power`` section chooses (``power.monitor.kind``); None for ``none``."""
+    return None if power.monitor.kind == "none" else MONITORS.create(power.monitor)
