@@ -171,7 +171,8 @@ def fit(tf, trainer, ds, epochs: int, lr: float, steps_per_epoch: int, callbacks
         state = tf.train.Checkpoint(net=trainer.net, optimizer=opt, epoch=done)
         manager = tf.train.CheckpointManager(state, resume, max_to_keep=1)
         if manager.latest_checkpoint:
-            state.restore(manager.latest_checkpoint)
+            # expect_partial: a finished phase never builds the optimizer's slots it would restore.
+            state.restore(manager.latest_checkpoint).expect_partial()
             start = int(done.numpy())
             import logging
             logging.getLogger("firmware_py.models.build").info("%s: resumed after epoch %d of %d (%s)",
