@@ -11,6 +11,7 @@ from typing import Any
 from firmware_py.console.auth import PATTERN as PIN_HASH_PATTERN
 from firmware_py.drivers.protocol import MAX_PAYLOAD_LIMIT
 from firmware_py.drivers.recorder import MIN_RECORD_BYTES
+from firmware_py.inference.abstain import SECTION as ABSTENTION
 from firmware_py.inference.accelerators import ACCELERATORS
 from firmware_py.power import BATTERIES, MONITORS, THERMALS
 from firmware_py.power.ladder import LADDER_HINT, LADDER_PATTERN
@@ -102,6 +103,7 @@ SCHEMA = Section({
                                    "refuses the set, like one that crashes (the last good set keeps serving).",
                                    min=0.1, max=600),
     }),
+    "abstention": ABSTENTION,
     "accelerator": Section({
         "required": Key("bool", False, "The configured accelerator must be there: when it is absent at start "
                         "the daemon stops with an error. `false`: a loud warning, and the CPU twins run (and the "

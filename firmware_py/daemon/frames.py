@@ -45,6 +45,7 @@ class FrameProcessor:
         self.analysis_every = 1
         self.skipped_by_rate = 0
         self._to_skip = 0  # frames still to skip before the next analysed one
+        self.indeterminate: dict[str, int] = {}  # results that are no diagnosis, by reason (abstain.REASONS)
 
     def _preprocessor(self, tier) -> Preprocessor:
         pp = self._preprocessors.get(tier.name)
@@ -68,8 +69,11 @@ class FrameProcessor:
         out = engine.invoke()
         t2 = time.perf_counter()
         area = None
-        if out.mask is not None:  # the nodule: largest connected component, as models evaluate measures it
-            area = float(mask_area_mm2(largest_component(out.mask), frame.geometry))
+        if out.mask is not None and out.indeterminate is None:
+            # the nodule: largest connected component, as models evaluate measures it; one smaller than
+            # the tier's min_area_px is no nodule (area 0)
+            nodule = largest_component(out.mask)
+            area = float(mask_area_mm2(nodule, frame.geometry)) if int(nodule.sum()) >= out.min_area_px else 0.0
         received_ns = getattr(frame, "received_ns", 0)
         total_ms = (time.monotonic_ns() - received_ns) / 1e6 if received_ns else (t2 - t0) * 1000.0
         if out.tier != self._last_tier:  # a new tier: latency history of the old one no longer applies
@@ -80,12 +84,15 @@ class FrameProcessor:
         self.latency.add((t2 - t0) * 1000.0)
         record = ResultRecord(
             seq=frame.seq, probe_time_us=frame.timestamp_us, tier=out.tier, backend=out.backend,
-            label=out.label, probabilities=out.probabilities or None,
+            label=None if out.indeterminate else out.label, probabilities=out.probabilities or None,
             latency_ms={"preprocess": round((t1 - t0) * 1e3, 3), "inference": round((t2 - t1) * 1e3, 3),
                         "total": round(total_ms, 3)},
             wall_time=time.time(), area_mm2=area, run_id=self.run_id,
-            extra={"fallback": out.fallback} if out.fallback else {},
+            extra={"fallback": out.fallback} if out.fallback else {}, indeterminate=out.indeterminate,
         )
+        if out.indeterminate:
+            record.extra["abstention"] = out.abstention
+            self.indeterminate[out.indeterminate] = self.indeterminate.get(out.indeterminate, 0) + 1
         for sink in self.sinks:
             sink.write(record)
         self.last = _describe(record)
@@ -93,6 +100,8 @@ class FrameProcessor:
 
 
 def _describe(r: ResultRecord) -> str:
+    if r.indeterminate:
+        return f"#{r.seq} INDETERMINATE ({r.indeterminate})"
     if r.label is not None:
         return f"#{r.seq} {r.label} {r.probabilities.get(r.label, 0.0):.2f}"
     return f"#{r.seq} area {r.area_mm2:.0f}mm2" if r.area_mm2 is not None else f"#{r.seq}"

@@ -342,7 +342,7 @@ class Daemon:
             connected=bool(stats.get("connected", False)), tier=self.engine.active_tier.name,
             backend=self.engine.backend_name, battery_percent=r.battery_percent, temperature_c=r.temperature_c,
             p50_ms=p50, p99_ms=p99, last=self.frames.last, link_error=stats.get("last_error") or "",
-            warnings=self.selftest_warnings, power_w=r.power_w)
+            warnings=self.selftest_warnings, indeterminate=dict(self.frames.indeterminate), power_w=r.power_w)
 
     def status_text(self) -> str:
         return format_status(self.snapshot(time.monotonic() - self._started))
@@ -359,7 +359,9 @@ class Daemon:
                    frames_dropped_stale=self.slot.dropped_stale,
                    frames_rejected_processing=self.proc.rejected, tier=self.engine.active_tier.name,
                    backend=self.engine.backend_name, tier_mode=self.tiers.mode,
-                   selftest_warnings=self.selftest_warnings)
+                   selftest_warnings=self.selftest_warnings,
+                   results_indeterminate=sum(self.frames.indeterminate.values()),
+                   results_indeterminate_by_reason=dict(self.frames.indeterminate))
         outputs = self.sinks + (self.journal.downstream if self.journal else [])
         for sink in outputs:  # the journal's and the host channel's delivery counters
             if hasattr(sink, "stats"):

@@ -28,6 +28,9 @@ class InferenceOutput:
     positive: bool | None = None  # classify: probability of threshold.label >= threshold.value
     mask: np.ndarray | None = None  # segment: uint8 (H, W), 1 = foreground (argmax: class != 0)
     fallback: str | None = None  # why the accelerator did not run this frame, when it was expected to
+    indeterminate: str | None = None  # why this is not a diagnosis (abstain.REASONS), None when it is one
+    abstention: dict = field(default_factory=dict)  # the abstention scores of this frame (abstain.Abstainer)
+    min_area_px: int = 0  # segment: a largest component smaller than this is no nodule (manifest)
 
     def as_dict(self) -> dict:
         d = {
@@ -41,14 +44,20 @@ class InferenceOutput:
             d["mask_pixels"] = int(np.count_nonzero(self.mask))
         if self.fallback:
             d["fallback"] = self.fallback
+        if self.indeterminate:
+            d["indeterminate"] = self.indeterminate
         return d
 
 
 class Decoder:
     """Decodes one tier's output tensor according to its manifest output spec."""
 
-    def __init__(self, task: str, spec: OutputSpec, scale: float, zero_point: int, out_shape: tuple[int, ...]):
+    def __init__(self, task: str, spec: OutputSpec, scale: float, zero_point: int, out_shape: tuple[int, ...],
+                 temperature: float = 1.0):
         self.task = task
+        # Temperature scaling (manifest `calibration`): softmax(logits / T). A model that applies its own
+        # softmax has no logits left to scale, so the manifest loader keeps the two apart.
+        self.temperature = float(temperature)
         self.spec = spec
         self.scale = float(scale)
         self.zero_point = int(zero_point)
@@ -73,6 +82,8 @@ class Decoder:
         zp, scale = self.zero_point, self.scale
         x = [(v - zp) * scale for v in q.ravel().tolist()]
         if not self.spec.applied_in_model:
+            if self.temperature != 1.0:
+                x = [v / self.temperature for v in x]
             m = max(x)
             e = [math.exp(v - m) for v in x]
             total = math.fsum(e)

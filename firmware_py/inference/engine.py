@@ -21,6 +21,7 @@ import numpy as np
 from firmware_py.errors import ModelError
 from firmware_py.inference import isolation
 from firmware_py.inference.accelerators import AcceleratorKind, make_accelerator
+from firmware_py.inference.abstain import Abstainer
 from firmware_py.inference.backend import interpreter_backend
 from firmware_py.inference.decode import InferenceOutput
 from firmware_py.inference.events import EventLog
@@ -74,8 +75,10 @@ class Engine:
         reattach_backoff_s: tuple[float, float] = (2.0, 120.0),
         isolation_timeout_s: float | None = isolation.DEFAULT_TIMEOUT_S,
         on_event: Callable[[dict], None] | None = None,
+        abstention=None,
     ):
         self.events = EventLog(on_event)
+        self.abstention = abstention  # the `abstention` config section (abstain.py), or None: every result a diagnosis
         self.threads = threads
         self.memory_budget_bytes = int(memory_budget_mb * 1024 * 1024)
         self.warmup_runs = warmup_runs
@@ -125,6 +128,7 @@ class Engine:
 
             cfg = load_config(None).replace(**cfg)
         models, acc = cfg.models, cfg.accelerator
+        abstention = getattr(cfg, "abstention", None)  # a partial config object (tools, tests) has none
         public_key = models.public_key or default_public_key()
         engine = cls(
             models.manifest or default_manifest(),
@@ -138,6 +142,7 @@ class Engine:
             reattach_backoff_s=(acc.reattach_initial_s, acc.reattach_max_s),
             isolation_timeout_s=models.isolation_timeout_s,
             on_event=on_event,
+            abstention=abstention if abstention is not None and abstention.enabled else None,
         )
         if not models.public_key:
             # Verified, but by a key whose private half is in the repository: fine for development,
@@ -214,6 +219,10 @@ class Engine:
             cpu = TierRuntime(manifest, tier, "cpu", self._cpu, threads=self.threads)
             cpu.warm_up(self.warmup_runs)
             slot = TierSlot(tier, cpu)
+            if self.abstention is not None:
+                q = tier.input.quantization
+                slot.abstainer = Abstainer(self.abstention, tier.abstention, scale=q.scale, zero_point=q.zero_point,
+                                           mean=tier.preprocess.mean, std=tier.preprocess.std)
             if self.accelerator is not None:
                 self.accelerator.attach(manifest, slot)
         except ModelError as e:
@@ -263,6 +272,14 @@ class Engine:
                 fallback = f"{slot.accel.backend} re-attached during this frame; the next frame runs on it"
         out = InferenceOutput(slot.tier.name, slot.tier.task, rt.backend, 0.0, fallback=fallback)
         rt.decode(out)
+        if slot.tier.abstention is not None:
+            out.min_area_px = slot.tier.abstention.min_area_px
+        if slot.abstainer is not None:  # on the input the model just ran on (still in its tensor)
+            x = rt.input_view()
+            try:
+                out.indeterminate, out.abstention = slot.abstainer.check(x, out.probabilities or None)
+            finally:
+                del x
         out.latency_ms = (time.perf_counter() - t0) * 1e3
         self._frames += 1
         if fallback is not None and self.accelerator is not None:

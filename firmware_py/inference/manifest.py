@@ -222,13 +222,16 @@ def _model_file(r: _Reader, obj: Any, where: str, backend: str) -> ModelFile:
     return ModelFile(backend, path, digest, size)
 
 
-def _calibration(r: _Reader, obj: dict, where: str, task: str) -> Calibration | None:
+def _calibration(r: _Reader, obj: dict, where: str, task: str, output: OutputSpec) -> Calibration | None:
     c = r.get(obj, "calibration", where, dict, required=False)
     if c is None:
         return None
     w = f"{where}.calibration"
     if task != "classify":
         raise r.fail(w, "temperature scaling applies to classify tiers only; remove it")
+    if output.applied_in_model:
+        raise r.fail(w, "the model applies its own softmax (output.applied_in_model: true), so there are no "
+                     "logits to scale; export logits or fold the temperature into the model")
     t = r.get(c, "temperature", w, float)
     if not 0.05 <= t <= 20.0:
         raise r.fail(f"{w}.temperature", f"{t} is outside 0.05..20 (a fitted temperature is near 1); refit it")
@@ -362,7 +365,7 @@ def _tier(r: _Reader, obj: Any, where: str) -> Tier:
         name, task, rank, files, input_spec, preprocess, output,
         opt_int("params"), opt_int("macs"), opt_int("file_bytes"),
         opt_map("metrics"), opt_map("latency_ms"), opt_map("energy_mj"),
-        _calibration(r, obj, where, task), _abstention(r, obj, where, task),
+        _calibration(r, obj, where, task, output), _abstention(r, obj, where, task),
     )
 
 

@@ -37,7 +37,8 @@ class TierRuntime:
         self.input_zero_point = info["input_zero_point"]
         try:
             self.decoder = Decoder(tier.task, tier.output, info["output_scale"], info["output_zero_point"],
-                                   info["output_shape"])
+                                   info["output_shape"],
+                                   tier.calibration.temperature if tier.calibration is not None else 1.0)
         except ValueError as e:
             raise ModelCheckError("output", f"{self.path}: {e}; fix the manifest's labels") from None
         self.memory_bytes = f.bytes + self.model.memory_bytes()

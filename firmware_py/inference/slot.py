@@ -20,6 +20,9 @@ class TierSlot:
         self.accel: TierRuntime | None = None
         self.accel_note: str | None = None  # why the accelerator build is not used (None when it is)
         self.invoker: DeadlineInvoker | None = None
+        # Set by the engine when abstention is on: one per tier, so the frozen rule compares a frame with
+        # the previous one whichever backend ran it.
+        self.abstainer = None
 
     @property
     def memory_bytes(self) -> int:

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS results (
     area_mm2 REAL,
     latency_total_ms REAL NOT NULL,
     record TEXT NOT NULL,
-    run_id TEXT
+    run_id TEXT,
+    indeterminate TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -117,12 +118,13 @@ class ResultJournal:
             found_tables = _table_columns(db)
             for table, columns in _COLUMNS.items():
                 found = found_tables[table]
-                if found != columns[:len(found)] or len(found) < len(columns) - 1:
+                # Columns added since the first release (run_id; results.indeterminate) may be missing.
+                if found != columns[:len(found)] or len(found) < len(columns) - (2 if table == "results" else 1):
                     db.close()
                     raise FirmwareError(f"journal {path} has a '{table}' table of another layout "
                                         f"({', '.join(found)}); move the file aside or point output.journal at "
                                         "a new file")
-                for missing in columns[len(found):]:  # a journal of the previous release: add run_id
+                for missing in columns[len(found):]:  # a journal of an earlier release: add run_id, indeterminate
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {missing} TEXT")
             db.execute("BEGIN")
         except sqlite3.Error as exc:
@@ -162,10 +164,10 @@ class ResultJournal:
     def _insert(self, r: ResultRecord) -> None:
         self._db.execute(
             "INSERT INTO results (wall_time, seq, probe_time_us, tier, backend, label, probabilities, "
-            "area_mm2, latency_total_ms, record, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "area_mm2, latency_total_ms, record, run_id, indeterminate) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (r.wall_time, r.seq, r.probe_time_us, r.tier, r.backend, r.label,
              json.dumps(r.probabilities) if r.probabilities is not None else None, r.area_mm2,
-             r.latency_ms.get("total", 0.0), r.to_json(), r.run_id or self.run_id or None),
+             r.latency_ms.get("total", 0.0), r.to_json(), r.run_id or self.run_id or None, r.indeterminate),
         )
 
     def event(self, kind: str, message: str | dict) -> None:

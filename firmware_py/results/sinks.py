@@ -36,6 +36,9 @@ class ResultRecord:
     area_mm2: float | None = None  # segment: area of the largest component
     run_id: str = ""  # one id per daemon run: results of two runs never mix up
     extra: dict[str, Any] = field(default_factory=dict)
+    # Not a diagnosis, and why (inference/abstain.py REASONS): label and area_mm2 are then None; the
+    # probabilities stay for audit, and extra["abstention"] holds the scores that decided it.
+    indeterminate: str | None = None
 
     def to_json(self) -> str:
         d = asdict(self)
