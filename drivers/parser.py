@@ -63,6 +63,16 @@ class FrameParser:
         self._state = _HUNT
         self._target: bytearray | None = None
         self._filled = self._total = 0
+        # Body offsets below _checked hold no CRC-valid header; _body_syncs counts the sync words
+        # with a bad header CRC seen there (header errors only if the frame turns out corrupt).
+        self._checked = 1
+        self._body_syncs = 0
+        self._oneoff = False  # the target is a one-off buffer, not the pool's
+        # Length of the last frame whose CRC passed: a steady stream repeats it, and a body of that
+        # length is not scanned while it arrives (see _next_header_in_body).
+        self._steady_total = 0
+        self._scan_body = True
+        self._frames_out = 0  # frames this call has completed (they hold buffers the caller has not seen)
         self._hdr_version: P.Version = (0, 0)
         self._scratch = bytearray(0)
         self._replay: deque[memoryview] = deque()
@@ -88,12 +98,13 @@ class FrameParser:
         mv = memoryview(data).cast("B")
         out: list = []
         pos = 0
+        self._frames_out = 0  # the frames of the whole call reach the caller together
         while pos < len(mv):
             buf = self.get_buffer()
             n = min(len(buf), len(mv) - pos)
             buf[:n] = mv[pos:pos + n]
             pos += n
-            out.extend(self.buffer_updated(n))
+            out.extend(self._updated(n))
         return out
 
     def get_buffer(self) -> memoryview:
@@ -106,6 +117,10 @@ class FrameParser:
 
     def buffer_updated(self, n: int) -> list:
         """``n`` bytes were written at the start of the last get_buffer(); return completed messages."""
+        self._frames_out = 0
+        return self._updated(n)
+
+    def _updated(self, n: int) -> list:
         self.bytes_in += n
         self._advance(n)
         self._drain_replay()
@@ -120,13 +135,9 @@ class FrameParser:
         its bytes again, returning whatever that recovers."""
         if self._state != _BODY:
             return []
-        self._reject("truncated", f"frame body stopped {self._total - self._filled} bytes short")
-        self.bytes_discarded += 1
-        rest = bytes(memoryview(self._target)[1:self._filled]) + bytes(self._scan[self._start:self._end])
-        self._start = self._end = 0
-        self._replay.appendleft(memoryview(rest))
-        self._release_target()
-        self._state = _HUNT
+        self._frames_out = 0
+        self._next_header_in_body()  # (a body of the steady length was not scanned as it came)
+        self._cut("truncated", f"frame body stopped {self._total - self._filled} bytes short")
         self._drain_replay()
         out, self._out = self._out, []
         return out
@@ -213,8 +224,13 @@ class FrameParser:
                     self._reject("too_large", f"frame of {length} bytes exceeds the maximum {self.max_payload}")
                     self._discard(1)
                     continue
-                target = self.pool.acquire(total)
-                if target is None:
+                target, self._oneoff = self.pool.acquire(total), False
+                if target is None and self._frames_out:
+                    # The pool is held by frames this very call completed, which the caller has not
+                    # had a chance to release (a burst recovered from one read): a one-off buffer,
+                    # not a dropped frame. Bounded: only bytes already given to this call.
+                    target, self._oneoff = bytearray(total), True
+                elif target is None:
                     if len(self._scratch) < total:
                         self._scratch = bytearray(total)
                     target = self._scratch
@@ -222,10 +238,15 @@ class FrameParser:
                 target[:n] = scan[i:i + n]
                 self._start = i + n
                 self._target, self._filled, self._total = target, n, total
+                self._checked, self._body_syncs = 1, 0
+                self._scan_body = total != self._steady_total
                 self._hdr_version = (major, minor)
                 self._state = _BODY
                 if n == total:
                     self._finish_frame()
+                elif self._scan_body and self._next_header_in_body():
+                    self._cut("crc", f"frame cut short: a message header at byte {self._checked} "
+                                     f"of its announced {total}")
                 continue
             if length > P.MAX_CONTROL_PAYLOAD:
                 self.control_rejected += 1
@@ -268,25 +289,70 @@ class FrameParser:
         self._out.append(Message(mtype, version, value))
 
     def _release_target(self) -> None:
-        if self._target is not None and self._target is not self._scratch:
+        if self._target is not None and self._target is not self._scratch and not self._oneoff:
             self.pool.release(self._target)
         self._target = None
+
+    def _next_header_in_body(self) -> bool:
+        """Look for a CRC-valid header in the body received so far (from ``_checked`` on).
+
+        A header that lied about its length (or a frame cut short) is followed by the next
+        message, which then sits inside what was taken for this body. Waiting for the whole
+        announced length would stall the stream and pile up the frames behind it; instead the
+        body is scanned as it arrives (``bytes.find``, C speed) and the frame ends at the first
+        valid header. Inside a genuine frame a sync word followed by a matching header CRC has
+        a chance of 2^-64 per byte. True (``_checked`` = its offset) when one is found.
+
+        A body as long as the last good frame is not scanned while it arrives (the steady stream
+        costs no extra pass): if that length lied, the frame's CRC fails one frame's worth of
+        bytes later and the body is scanned then."""
+        t, filled = self._target, self._filled
+        last = self._total - P.HEADER_SIZE  # a header starting later would overrun the frame's end
+        pos = self._checked
+        while pos <= last:
+            p = t.find(P.SYNC, pos, filled)
+            if p < 0 or p > last:
+                pos = last + 1 if p > last else max(pos, min(filled - len(P.SYNC) + 1, last + 1))
+                break
+            if p + P.HEADER_SIZE > filled:
+                pos = p  # its header is not complete yet
+                break
+            if P.check_header(t, p) is not None:
+                self._checked = p
+                return True
+            self._body_syncs += 1
+            pos = p + 1
+        self._checked = pos
+        return False
+
+    def _cut(self, reason: str, text: str) -> None:
+        """Reject the frame in progress and scan again what may hold the next messages: the body
+        from ``_checked`` on (nothing before it can start a valid header), then the scan buffer."""
+        self._reject(reason, text)
+        self.header_errors += self._body_syncs
+        keep = self._checked
+        self.bytes_discarded += keep
+        rest = bytes(memoryview(self._target)[keep:self._filled]) + bytes(self._scan[self._start:self._end])
+        self._start = self._end = 0
+        if rest:
+            self._replay.appendleft(memoryview(rest))
+        self._release_target()
+        self._state = _HUNT
 
     def _finish_frame(self) -> None:
         target, total = self._target, self._total
         mv = memoryview(target)
-        self._state = _HUNT
         if P.crc32c(mv[:total - 4]) != int.from_bytes(mv[total - 4:total], "little"):
             # Corrupt or truncated (the next frame may start inside what we took as this body):
-            # drop the first byte and scan the rest again so no intact frame after it is lost.
-            self._reject("crc", f"frame CRC mismatch ({total} bytes)")
-            self.bytes_discarded += 1
-            # Replayed bytes precede whatever is still in the scan buffer and any earlier replay.
-            rest = bytes(mv[1:total]) + bytes(self._scan[self._start:self._end])
-            self._start = self._end = 0
-            self._replay.appendleft(memoryview(rest))
-            self._release_target()
+            # drop the bytes that cannot start a message and scan the rest again, so no intact
+            # frame after it is lost. (Replayed bytes precede the scan buffer and any earlier replay.)
+            mv.release()
+            cut = self._next_header_in_body()
+            self._cut("crc", f"frame cut short: a message header at byte {self._checked} of its announced "
+                             f"{total}" if cut else f"frame CRC mismatch ({total} bytes)")
             return
+        self._state = _HUNT
+        self._steady_total = total
         self.bytes_accepted += total
         payload = mv[P.HEADER_SIZE:total - 4]
         if self.version is None:
@@ -305,7 +371,9 @@ class FrameParser:
             self._target = None
             return
         self.frames_delivered += 1
-        self._out.append(Frame(seq, ts, geom, target, P.HEADER_SIZE + off, self.pool, self._clock()))
+        self._frames_out += 1
+        self._out.append(Frame(seq, ts, geom, target, P.HEADER_SIZE + off,
+                               None if self._oneoff else self.pool, self._clock()))
         self._target = None
 
     def _decode_sub(self, payload):
@@ -355,6 +423,9 @@ class FrameParser:
             self._filled += n
             if self._filled == self._total:
                 self._finish_frame()
+            elif self._scan_body and self._next_header_in_body():
+                self._cut("crc", f"frame cut short: a message header at byte {self._checked} "
+                                 f"of its announced {self._total}")
         else:
             self._end += n
             self._hunt()

@@ -113,16 +113,27 @@ def test_truncated_frame_then_intact_frames_recovered():
     check_accounting(p)
 
 
-def test_abandon_recovers_frames_inside_a_stalled_body():
+def test_a_frame_cut_short_ends_at_the_next_header_without_waiting_for_its_length():
     g = small_geometry(16, 32)
     a = frame_bytes(0, g, np.zeros((16, 32), np.uint8))
     b = frame_bytes(1, small_geometry(), np.ones((4, 8), np.uint8))
     p = FrameParser(version=V)
-    assert p.feed(a[:40] + b) == []  # b sits inside what a's header promised
+    out = p.feed(a[:40] + b)  # b sits inside what a's header promised: delivered at once
+    assert [f.seq for f in out] == [1] and p.frames_in_progress == 0
+    assert p.frames_rejected["crc"] == 1 and p.bytes_discarded == 40
+    check_accounting(p)
+
+
+def test_abandon_gives_up_a_stalled_body_and_rescans_its_tail():
+    g = small_geometry(16, 32)
+    a = frame_bytes(0, g, np.zeros((16, 32), np.uint8))
+    b = frame_bytes(1, small_geometry(), np.ones((4, 8), np.uint8))
+    p = FrameParser(version=V)
+    assert p.feed(a[:40] + b[:10]) == []  # b's header is not complete: a may still be genuine
     assert p.frames_in_progress == 1
-    out = p.abandon()
-    assert [f.seq for f in out] == [1]
+    assert p.abandon() == [] and p.frames_in_progress == 0
     assert p.frames_rejected["truncated"] == 1 and p.bytes_discarded == 40
+    assert [f.seq for f in p.feed(b[10:])] == [1]  # the tail was kept: b's start is not lost
     check_accounting(p)
 
 
@@ -145,13 +156,30 @@ def test_pool_exhaustion_counts_frames_no_buffer_and_keeps_framing():
     z = np.zeros((4, 8), np.uint8)
     pool = BufferPool(count=0, max_buffers=2)
     p = FrameParser(pool, version=V)
-    held = frames_of(p.feed(b"".join(frame_bytes(i, g, z) for i in range(5))))
+    held = frames_of(p.feed(frame_bytes(0, g, z)) + p.feed(frame_bytes(1, g, z)))
+    # the consumer holds every buffer: what arrives now cannot be kept
+    assert frames_of(p.feed(b"".join(frame_bytes(i, g, z) for i in range(2, 5)))) == []
     assert [f.seq for f in held] == [0, 1]
     assert p.frames_no_buffer == 3 and pool.stats()["exhausted"] == 3
     for f in held:
         f.release()
     assert [f.seq for f in frames_of(p.feed(frame_bytes(5, g, z)))] == [5]
     assert p.frames_lost_gap == 0
+    check_accounting(p)
+
+
+def test_a_burst_completed_by_one_read_is_delivered_whole_even_past_the_pool():
+    """Frames one call completes hold buffers the caller has not seen yet, so the pool running
+    dry on them is no reason to drop the rest: those get one-off buffers, left to the GC."""
+    g = small_geometry()
+    pool = BufferPool(count=0, max_buffers=2)
+    p = FrameParser(pool, version=V)
+    frames = frames_of(p.feed(b"".join(frame_bytes(i, g, np.full((4, 8), i, np.uint8)) for i in range(6))))
+    assert [f.seq for f in frames] == list(range(6)) and p.frames_no_buffer == 0
+    assert [int(f.samples[0, 0]) for f in frames] == list(range(6))
+    for f in frames:
+        f.release()
+    assert pool.stats() == {"buffers": 2, "free": 2, "allocations": 2, "exhausted": 4}
     check_accounting(p)
 
 
