@@ -29,11 +29,21 @@ class TFLiteModel:
                 raise translated from None
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelCheckError("load", f"{path}: the interpreter cannot load it ({first}); rebuild") from None
-        self._inputs = self.interpreter.get_input_details()
-        self._outputs = self.interpreter.get_output_details()
+        self._path = path
+        self._inputs = self._details(self.interpreter.get_input_details)
+        self._outputs = self._details(self.interpreter.get_output_details)
         # Accessors of the first tensors; the engine refuses models with more before using them.
         self._input = self.interpreter.tensor(self._inputs[0]["index"]) if self._inputs else None
         self._output = self.interpreter.tensor(self._outputs[0]["index"]) if self._outputs else None
+
+    def _details(self, get) -> list[dict]:
+        # The interpreter decodes tensor names from the file as UTF-8 and lets a bad one escape as
+        # UnicodeDecodeError (found by `make fuzz-models`: a mutated name string).
+        try:
+            return get()
+        except UnicodeDecodeError as e:
+            raise ModelCheckError("load", f"{self._path}: a tensor name in the file is not UTF-8 (byte "
+                                  f"{e.start}); the file is corrupt, rebuild it") from None
 
     def input_details(self) -> list[dict]:
         return self._inputs
@@ -61,7 +71,7 @@ class TFLiteModel:
     def memory_bytes(self) -> int:
         """Every tensor's size: with the file, an upper bound of the arena, used for the budget."""
         total = 0
-        for d in self.interpreter.get_tensor_details():
+        for d in self._details(self.interpreter.get_tensor_details):
             shape = d.get("shape")
             if shape is not None and len(shape):
                 total += int(np.prod(shape)) * np.dtype(d["dtype"]).itemsize

@@ -1,0 +1,24 @@
+"""Regression tests for what the fuzzers found (issue 18), one per finding, so each stays fixed."""
+import os
+
+import pytest
+
+from firmware_py.inference.backend import CANDIDATES, find_backend
+from firmware_py.inference.tflite import TFLiteModel
+from firmware_py.inference.validate import ModelCheckError
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def test_a_model_whose_tensor_name_is_not_utf8_is_refused_in_one_line():
+    """`make fuzz-models N=300`: 5 mutations (an edge word over a string offset) left a tensor
+    name that is not UTF-8; the interpreter's get_input_details() let UnicodeDecodeError out."""
+    with open(os.path.join(DATA, "cls_int8.tflite"), "rb") as f:
+        data = f.read()
+    name = b"serving_default_input_1:0"
+    assert data.count(name) == 1
+    bad = data.replace(name, b"\xff" + name[1:])
+    with pytest.raises(ModelCheckError, match=r"x\.tflite: a tensor name in the file is not UTF-8 \(byte 0\); "
+                                              r"the file is corrupt, rebuild it$") as e:
+        TFLiteModel(find_backend(CANDIDATES), bad, "x.tflite")
+    assert e.value.kind == "load" and "\n" not in str(e.value)
