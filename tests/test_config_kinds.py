@@ -55,7 +55,7 @@ def test_a_battery_kind_added_from_a_test_file_is_configured_validated_and_read(
 
 
 def test_an_unregistered_kind_is_refused_again(tmp_path):
-    with pytest.raises(ConfigError, match="'power.battery.kind' must be one of mock, sysfs, psutil, max17048; got 'solar'"):
+    with pytest.raises(ConfigError, match="'power.battery.kind' must be one of mock, sysfs, psutil, max17048, simulated; got 'solar'"):
         load_config(write(tmp_path, "power:\n  battery:\n    kind: solar\n"))
 
 

@@ -10,6 +10,7 @@ BENCHES = {
     "link": "probe-sim -> ProbeLink throughput, parser and CRC speed (MB/s), ratio to a raw pty",
     "kernels": "fused preprocessing kernels against the OpenCV and NumPy chains (same process)",
     "inference": "per tier and backend: init, first inference, latency percentiles, RSS, engine overhead",
+    "battery": "simulated discharge with the policy on the measured tiers: runtime gain, accuracy lost, analysed fps, plot",
     "e2e": "drive a running daemon like a probe over serial lines: latency, losses, saturation, energy, plots",
     "soak": "the daemon at the simulator's maximum rate for N frames: RSS growth, fd/thread leaks, journal bound",
 }

@@ -14,6 +14,7 @@ from firmware_py.drivers.recorder import MIN_RECORD_BYTES
 from firmware_py.inference.abstain import SECTION as ABSTENTION
 from firmware_py.inference.accelerators import ACCELERATORS
 from firmware_py.power import BATTERIES, MONITORS, THERMALS
+from firmware_py.power.energy import SECTION as POWER_MODEL
 from firmware_py.power.ladder import LADDER_HINT, LADDER_PATTERN
 from firmware_py.registry import Key, Section
 from firmware_py.results import SINKS
@@ -131,7 +132,9 @@ SCHEMA = Section({
                      "above always apply too."),
         "ladder": Key("str", "tiers,every:2,fps:15", "The rungs from the top: `tiers` (every model tier, "
                       "largest first), then `every:K` (the smallest tier analyses one frame in K and the last "
-                      "result stays shown) and `fps:F` (the probe is asked for F frames a second).",
+                      "result stays shown) and `fps:F` (the probe is asked for F frames a second); the same "
+                      "tokens before `tiers` are rungs of the largest tier (e.g. `fps:20,tiers,every:2`), and "
+                      "the smaller tiers keep that rate.",
                       pattern=LADDER_PATTERN, pattern_hint=LADDER_HINT),
         "min_dwell_s": Key("float", 10.0, "The policy moves one rung per decision, and not again until this "
                            "long after its last move, so no pattern of readings makes it flap.", min=0, max=3600),
@@ -153,6 +156,7 @@ SCHEMA = Section({
         "battery": Section(doc="Battery gauge: `kind` picks one, its options are in the sub-section of that name.",
                            kinds=BATTERIES, kind_default="mock", kind_doc="Battery gauge to read.",
 ),
+        "model": POWER_MODEL,
         "thermal": Section(doc="Temperature source: `kind` picks one, its options are in the sub-section of that "
                            "name.", kinds=THERMALS, kind_default="mock", kind_doc="Temperature sensor to read."),
         "monitor": Section(doc="Power monitor on the board's supply, for measured board power on a rig: `kind` "

@@ -124,10 +124,21 @@ def _tiers(console, args):
             f"({console.daemon.tiers.mode})")
 
 
-@command("battery", "battery", "battery, temperature and what the power policy does about them")
+@command("battery", "battery [plug|unplug]", "battery, temperature and what the power policy does about them; "
+         "plug / unplug the charger of a simulated battery", login=bool)
 def _battery(console, args):
+    if args:
+        if len(args) != 1 or args[0] not in ("plug", "unplug"):
+            return "error: usage: battery [plug|unplug]"
+        return console.post("battery", action=args[0])
     t = console.daemon.tiers
     return {**dataclasses.asdict(t.readings), "mode": t.mode, "reason": t.reason}
+
+
+@command("power", "power", "energy per tier (J, mJ per inference), mean and current watts, the power model, "
+         "remaining runtime at the current rung")
+def _power(console, args):
+    return console.daemon.energy_status()
 
 
 @command("models", "models", "the signed model set: tiers, resident, refused, accelerator")

@@ -32,8 +32,9 @@ class FrameProcessor:
     ``proc.processed - skipped_by_rate``.
     """
 
-    def __init__(self, engine, sinks, latency, preprocess_cfg, *, run_id: str = ""):
+    def __init__(self, engine, sinks, latency, preprocess_cfg, *, run_id: str = "", energy=None):
         self.engine = engine
+        self.energy = energy  # power.energy.EnergyMeter: each analysed frame's CPU and accelerator time
         self.run_id = run_id
         self.sinks = sinks
         self.latency = latency
@@ -60,14 +61,16 @@ class FrameProcessor:
             self.skipped_by_rate += 1
             return None
         self._to_skip = self.analysis_every - 1
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         engine = self.engine
         view = engine.input_view()  # a pending tier swap happens here, between two frames
         self._preprocessor(engine.active_tier).run(frame.samples, frame.geometry, view)
         del view  # TFLite refuses to invoke while a view into its input tensor is alive
         t1 = time.perf_counter()
         out = engine.invoke()
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.thread_time()
+        if self.energy is not None:  # CPU: this thread's (the interpreter runs on it); accelerator: its invoke
+            self.energy.add_inference(out.tier, c2 - c0, (t2 - t1) if out.backend != "cpu" else 0.0)
         area = None
         if out.mask is not None and out.indeterminate is None:
             # the nodule: largest connected component, as models evaluate measures it; one smaller than

@@ -43,6 +43,7 @@ from firmware_py.daemon.systemd import SystemdNotifier
 from firmware_py.daemon.tiers import TierController
 from firmware_py.errors import ConfigError, FirmwareError
 from firmware_py.power import TierPolicy, make_battery, make_monitor, make_thermal
+from firmware_py.power.energy import EnergyMeter, PowerModel
 from firmware_py.results import SINKS, ResultJournal
 from firmware_py.results.sinks import ResultFeed
 
@@ -122,7 +123,7 @@ class Daemon:
         self.slot = LatestFrameSlot()
         self.commands = CommandQueue({"tier": self._cmd_tier, "reload": self._cmd_reload,
                                       "probe": self._cmd_probe, "restart": self._cmd_restart,
-                                      "record": self._cmd_record})
+                                      "record": self._cmd_record, "battery": self._cmd_battery})
         self.result_feed = ResultFeed()  # live results for the console's watch
         self.journal: ResultJournal | None = None
         self.sinks: list = []
@@ -164,7 +165,11 @@ class Daemon:
             why = self.engine.status()["refused"].get(start, "see the log above")
             raise FirmwareError(f"models.start_tier {start} cannot be loaded ({why}); fix or re-sign that "
                                 "model, pin another tier, or set models.start_tier: auto")
-        self.frames = FrameProcessor(self.engine, self.sinks, self.latency, c.preprocess, run_id=self.run_id)
+        self.energy = EnergyMeter(PowerModel.from_config(c.power.model))
+        if hasattr(self.battery, "attach_load"):  # a simulated pack: drained by what the meter says is drawn
+            self.battery.attach_load(lambda: self.energy.current_w)
+        self.frames = FrameProcessor(self.engine, self.sinks, self.latency, c.preprocess, run_id=self.run_id,
+                                     energy=self.energy)
         self.tiers = TierController(self.engine, self.policy, self.battery, self.thermal, self.latency,
                                     pinned=None if start == "auto" else self.engine.active_tier.name,
                                     analysis=self.frames, probe_command=self._probe_rate_command,
@@ -265,6 +270,27 @@ class Daemon:
         self._previous_handlers = {}
 
     # -- commands (applied on the control thread, in order) ------------------------------------
+    def _cmd_battery(self, action: str) -> str:
+        """plug / unplug the charger of a simulated battery (tests, demos)."""
+        if not hasattr(self.battery, action):
+            raise FirmwareError(f"the battery ({self.battery.name}) is not simulated, so it cannot be {action}ged "
+                                "from here; set power.battery.kind: simulated, or plug the charger itself")
+        getattr(self.battery, action)()
+        return f"ok: simulated battery {action}ged"
+
+    def _tick_energy(self) -> None:
+        """Control thread, after each policy step: account the period's energy."""
+        r = self.tiers.readings
+        # A measured draw (power monitor, a real gauge), never the simulated pack's echo of the meter's own.
+        measured = r.power_w if r.power_source and r.power_source != "simulated" else None
+        self.energy.tick(fps=r.frame_rate_fps, active_tier=self.engine.active_tier.name, measured_w=measured)
+
+    def energy_status(self) -> dict:
+        """Energy per tier, mean and current watts, remaining runtime at the current rung."""
+        r = self.tiers.readings
+        return {**self.energy.snapshot(r.battery_percent, getattr(self.battery, "capacity_wh", None)),
+                "rung": self.tiers.rung or self.engine.active_tier.name}
+
     def _cmd_tier(self, tier: str) -> str:
         return self.tiers.choose(tier)
 
@@ -331,6 +357,7 @@ class Daemon:
         stats = self.link.stats() if self.link else {}
         p50, p99 = self.latency.percentiles(50, 99)
         r = self.tiers.readings
+        energy = self.energy_status()
         skipped = self.frames.skipped_by_rate  # read first: the processing thread counts it before processed
         return Snapshot(
             elapsed_s=elapsed, received=stats.get("frames_received", 0), processed=self.proc.processed - skipped,
@@ -342,7 +369,8 @@ class Daemon:
             connected=bool(stats.get("connected", False)), tier=self.engine.active_tier.name,
             backend=self.engine.backend_name, battery_percent=r.battery_percent, temperature_c=r.temperature_c,
             p50_ms=p50, p99_ms=p99, last=self.frames.last, link_error=stats.get("last_error") or "",
-            warnings=self.selftest_warnings, indeterminate=dict(self.frames.indeterminate), power_w=r.power_w)
+            warnings=self.selftest_warnings, indeterminate=dict(self.frames.indeterminate), power_w=r.power_w, draw_w=energy["current_w"],
+            remaining_h=energy["remaining_h"])
 
     def status_text(self) -> str:
         return format_status(self.snapshot(time.monotonic() - self._started))
@@ -422,6 +450,7 @@ class Daemon:
                 raise problem
             if now >= next_policy:
                 self.tiers.step()
+                self._tick_energy()
                 next_policy = now + self.policy_period_s
             if now >= next_status:
                 line = format_status(self.snapshot(now - started))

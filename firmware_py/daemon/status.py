@@ -32,6 +32,8 @@ class Snapshot:
     sensor_faults: list[str] = field(default_factory=list)
     indeterminate: dict = field(default_factory=dict)  # results that are no diagnosis, by reason
     power_w: float | None = None  # measured board power (power monitor, else the discharging cell)
+    draw_w: float | None = None  # the energy meter's current draw (measured when power_w is, else modelled)
+    remaining_h: float | None = None  # battery left at that draw
 
 
 def _indeterminate(s: Snapshot) -> str:
@@ -51,7 +53,8 @@ def format_status(s: Snapshot) -> str:
     return (f"[{s.elapsed_s:6.1f}s] rx {s.received} proc {s.processed}{_indeterminate(s)} skip {s.skipped_rate} drop {s.dropped_stale} "
             f"bad {s.corrupt + s.rejected} lost {s.lost_gap}{link} | tier {s.tier} ({s.backend}){rung}{why} | "
             f"batt {_fmt(s.battery_percent, '.0f', '%')} {_fmt(s.temperature_c, '.0f', 'C')}"
-            + (f" {s.power_w:.2f}W" if s.power_w is not None else "")
+            + (f" {s.power_w:.2f}W" if s.power_w is not None else f" ~{s.draw_w:.2f}W" if s.draw_w is not None else "")
+            + (f" {s.remaining_h:.1f}h left" if s.remaining_h is not None else "")
             + "".join(f" SENSOR FAILED {f}" for f in s.sensor_faults) + " | "
             f"lat p50 {_fmt(s.p50_ms, '.1f')} p99 {_fmt(s.p99_ms, '.1f')} ms | last {s.last}"
             + "".join(f" | WARNING {w}" for w in s.warnings))

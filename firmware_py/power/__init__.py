@@ -13,6 +13,7 @@ from firmware_py.power import battery_mock  # noqa: E402,F401
 from firmware_py.power import battery_sysfs  # noqa: E402,F401
 from firmware_py.power import battery_psutil  # noqa: E402,F401
 from firmware_py.power import battery_max17048  # noqa: E402,F401
+from firmware_py.power import battery_sim  # noqa: E402,F401
 from firmware_py.power import thermal_mock  # noqa: E402,F401
 from firmware_py.power import thermal_sysfs  # noqa: E402,F401
 from firmware_py.power import thermal_psutil  # noqa: E402,F401

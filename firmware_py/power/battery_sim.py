@@ -37,7 +37,7 @@ def open_circuit_voltage(percent: float, cells: int = 1) -> float:
                        max=10000),
     "percent": Key("float", 100.0, "Charge at start.", min=0, max=100),
     "cells": Key("int", 1, "Cells in series (the voltage reported).", min=1, max=16),
-    "plugged": Key("bool", False, "On the charger at start (the console's `plug` / `unplug` change it)."),
+    "plugged": Key("bool", False, "On the charger at start (the console's `battery plug` / `battery unplug` change it)."),
     "charge_w": Key("float", 10.0, "Charger power into the pack while plugged (W).", min=0, max=1000),
     "idle_w": Key("float", 0.0, "Draw assumed until the daemon attaches its energy meter (W).", min=0, max=1000),
 })
