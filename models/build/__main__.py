@@ -3,6 +3,7 @@
     python -m firmware_py.models.build --data ../shared/data [--folds 0,1,2,3,4] [--tasks busi,ddti]
     python -m firmware_py.models.build evaluate --data ../shared/data/busi --json out/busi_eval.json
     python -m firmware_py.models.build finish     # manifest + REPORT.md + signature from results on disk
+    python -m firmware_py.models.build status --work-dir DIR   # where a resumable build stands
 """
 from __future__ import annotations
 
@@ -65,6 +66,9 @@ def main(argv=None):
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         pipeline.finish(a.models_dir, a.sign_key if os.path.exists(a.sign_key) else None)
         return 0
+    if argv and argv[0] == "status":
+        from .status import main as status_main
+        return status_main(argv[1:])
     if argv and argv[0] == "manifest":
         from .manifest import main as manifest_main
         return manifest_main(argv[1:])

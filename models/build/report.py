@@ -202,6 +202,40 @@ def _target_rows(folds, models_dir):
     return rows
 
 
+def _issue16_target_rows(models_dir):
+    """Robustness and calibration targets of issue 16, from their JSON in models/report."""
+    rows = []
+    lk = _json(models_dir, "report", "leakage_busi_fold0.json")
+    if lk:
+        clean = lk["evaluate"]["clean"]
+        ts = list(clean["tiers"].items())  # manifest order: rank 0 first
+        (big_n, big), (_, small) = ts[-1], ts[0]
+        n = clean["n"]
+        rows.append((f"largest BUSI int8 tier accuracy >= 85 %, leakage-free test (n={n})", _ci(big, "accuracy"),
+                     big["accuracy"] >= 0.85))
+        rows.append((f"malignant AUC >= 0.93, leakage-free (n={n})", _ci(big, "malignant_auc"), big["malignant_auc"] >= 0.93))
+        rows.append((f"malignant sensitivity >= 85 % at specificity >= 80 %, shipped calibrated threshold "
+                     f"({big['threshold']:.3f}), leakage-free (n={n})",
+                     f"{_ci(big, 'malignant_sensitivity')} at {_ci(big, 'malignant_specificity')}",
+                     big["malignant_sensitivity"] >= 0.85 and big["malignant_specificity"] >= 0.80))
+        gap = big["accuracy"] - small["accuracy"]
+        rows.append((f"smallest BUSI tier within 5 points of the largest, leakage-free (n={n})",
+                     f"{100 * gap:.1f} points", gap <= 0.05))
+    rb = _json(models_dir, "report", "robustness_busi_fold0.json")
+    if rb:
+        t = rb["target"]
+        rows.append((f"{t['tier']}: <= 3 points accuracy and <= 5 points malignant sensitivity lost under every "
+                     f"perturbation (leakage-free test, n={rb['n']})",
+                     f"worst {100 * t['worst']['accuracy_drop']:.1f} / {100 * t['worst']['malignant_sensitivity_drop']:.1f} points",
+                     t["met"]))
+    cb = _json(models_dir, "report", "calibration_busi_fold0.json")
+    if cb:
+        name, c = list(cb["tiers"].items())[-1]
+        rows.append((f"{name}: ECE ({cb['bins']} bins) <= 0.05 after temperature scaling (leakage-free test, "
+                     f"n={cb['n_test']})", f"{c['ece_after']:.3f} (before {c['ece_before']:.3f})", c["ece_after"] <= 0.05))
+    return rows
+
+
 def _targets(rows):
     return _md(["target", "measured (fold 0 test, int8)", "met"], [(a, b, "yes" if c else "**no**") for a, b, c in rows])
 
@@ -216,9 +250,25 @@ def _augment_text(task):
     p = {k: v.default for k, v in inspect.signature(UltrasoundAugment.__init__).parameters.items()
          if k not in ("self", "tf", "seed")}
     p.update(AUGMENT[task])
+    return _augment_words(p)
+
+
+def _augment_words(p):
     return (f"horizontal flip, rotation +-{p['rotate_deg']:g} deg, crop-zoom up to {100 * p['zoom']:g} %, gain "
             f"+-{100 * p['gain']:g} %, gamma exp(+-{p['gamma']:g}), multiplicative speckle noise (sigma up to "
             f"{p['speckle']:g})")
+
+
+def _device_augment_text():
+    from .tiers import augment_kwargs
+
+    p = augment_kwargs("classify", "device")
+    return (_augment_words(p).replace(f"rotation +-{p['rotate_deg']:g} deg", f"rotation +-{p['rotate_deg']:g} deg with "
+                                      f"the uncovered corners at the daemon's fill value ({p['fill']:g})")
+            + f", convex/phased sector fill regions from the daemon's scan geometry on {100 * p['sector_p']:g} % of "
+            f"the images, TGC ramps +-{p['tgc']:g} of the display range, displayed dynamic range x "
+            f"exp(+-{p['dynamic_range']:g}), Gaussian blur sigma 0.3-{p['blur']:g} px on {100 * p['blur_p']:g} %; "
+            "fill regions applied after the photometric changes, so they stay exactly the fill")
 
 
 def _shortfalls(rows, folds):
@@ -240,9 +290,12 @@ def _shortfalls(rows, folds):
             cost = t["dense"]["int8"][key] - t["int8"][key]
             if cost > 0.015:
                 out.append(f"- Pruning cost {n} {100 * cost:.1f} points on the fold 0 test ({key}, int8 dense "
-                           f"{_pct(t['dense']['int8'][key])} -> pruned {_pct(t['int8'][key])}). The build always "
-                           "ships the pruned model; a validation gate like the QAT one would keep the dense "
-                           "model where pruning hurts (not built yet).")
+                           f"{_pct(t['dense']['int8'][key])} -> pruned {_pct(t['int8'][key])})"
+                           + (f"; the validation gate shipped the {t['prune_gate']['shipped']} model."
+                              if "prune_gate" in t else
+                              ". These tiers predate the validation gate (TrainSettings.prune_gate: a pruned model "
+                              "more than 1 point worse than its dense self on validation is not shipped, the dense "
+                              "one is), which the next build applies."))
     return out
 
 
@@ -324,6 +377,147 @@ def _leakage_section(models_dir):
                  "+-1 LSB flips %"], rows), ""]
 
 
+def _json(models_dir, *parts):
+    p = os.path.join(models_dir, *parts)
+    if not os.path.exists(p):
+        return None
+    with open(p, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _ci(m, k, ci_key="ci95"):
+    lo, hi = m[ci_key][k]
+    return f"{_pct(m[k])} [{_pct(lo)}, {_pct(hi)}]"
+
+
+def _changed_section(models_dir):
+    """Leaky (the report's fold 0 test, n=126) against leakage-free (its clean images) for the shipped tiers."""
+    lk = _json(models_dir, "report", "leakage_busi_fold0.json")
+    if not lk:
+        return []
+    ev = lk["evaluate"]
+    rows = []
+    for n, a in ev["all"]["tiers"].items():
+        c = ev["clean"]["tiers"][n]
+        for k in ("accuracy", "malignant_sensitivity", "malignant_specificity", "malignant_auc"):
+            rows.append([n, k, _ci(a, k), _ci(c, k), f"{100 * (c[k] - a[k]):+.1f}"])
+    return ["## What changed against the leaky figures (shipped tiers, int8, the daemon's path)", "",
+            f"Leaky: all {ev['all']['n']} images of the shipped tiers' ungrouped fold 0 test split (the figures this "
+            f"report and the manifest carried before issue 16). Leakage-free: the {ev['clean']['n']} of them without a "
+            "near-duplicate in that build's training or validation images. `models evaluate` with the manifest's "
+            "calibrated probabilities and operating thresholds; bootstrap 95 % intervals in brackets. The "
+            "leakage-free column is the honest one; the fold 0 tables above are the leaky ones until the grouped "
+            "rebuild ships (see Retrain).", "",
+            _md(["tier", "metric", f"leaky (n={ev['all']['n']})", f"leakage-free (n={ev['clean']['n']})", "change (points)"],
+                rows), ""]
+
+
+def _robustness_section(models_dir):
+    rb = _json(models_dir, "report", "robustness_busi_fold0.json")
+    if not rb:
+        return []
+    rows = []
+    for n, rec in rb["tiers"].items():
+        c = rec["clean"]
+        rows.append([n, "none", _ci(c, "accuracy"), "-", _ci(c, "malignant_sensitivity"), "-"])
+        for p, m in rec["perturbed"].items():
+            d = m["ci95_drop"]
+            rows.append([n, p, _pct(m["accuracy"]),
+                         f"{100 * m['accuracy_drop']:+.1f} [{100 * d['accuracy_drop'][0]:+.1f}, {100 * d['accuracy_drop'][1]:+.1f}]",
+                         _pct(m["malignant_sensitivity"]),
+                         f"{100 * m['malignant_sensitivity_drop']:+.1f} [{100 * d['malignant_sensitivity_drop'][0]:+.1f}, "
+                         f"{100 * d['malignant_sensitivity_drop'][1]:+.1f}]"])
+    return ["## Robustness (`firmware-py models robustness`)", "",
+            f"The perturbation suite on the stored images of the shipped tiers' leakage-free test split (n={rb['n']}, "
+            f"{rb['n_malignant']} malignant; {rb['split']}), then the device path (the daemon's Preprocessor, the "
+            "project's interpreter, calibrated probabilities, the manifest's operating threshold). Corners uncovered "
+            "by a rotation and the outside of the daemon's convex sector (60 deg, R 50 mm, 150 mm) hold the tier's "
+            f"fill value ({sorted(set(rb['fill'].values()))}); speckle x(1 + 0.15 N(0,1)); blur sigma 1.5 px of "
+            "the stored 256 px image. Drop = unperturbed - perturbed (positive = worse), paired bootstrap 95 % "
+            f"intervals ({rb['bootstrap']} resamples). Target (top tier): <= 3 points accuracy and <= 5 points "
+            f"malignant sensitivity under every perturbation: **{'met' if rb['target']['met'] else 'missed'}** "
+            f"(worst {100 * rb['target']['worst']['accuracy_drop']:.1f} / "
+            f"{100 * rb['target']['worst']['malignant_sensitivity_drop']:.1f} points). The shipped tiers were "
+            "trained without fill corners or sectors (reflected rotations of +-5 deg); the device augmentation "
+            "profile (Retrain) targets exactly these.", "",
+            _md(["tier", "perturbation", "accuracy", "accuracy drop", "malignant sensitivity", "sensitivity drop"], rows),
+            ""]
+
+
+def _calibration_section(models_dir):
+    cb = _json(models_dir, "report", "calibration_busi_fold0.json")
+    if not cb:
+        return []
+    rows = []
+    for n, c in cb["tiers"].items():
+        f = c["ece_if_perfectly_calibrated"]
+        rows.append([n, f"{c['temperature']:.2f}",
+                     f"{c['ece_before']:.3f} [{c['ci95']['ece_before'][0]:.3f}, {c['ci95']['ece_before'][1]:.3f}]",
+                     f"{c['ece_after']:.3f} [{c['ci95']['ece_after'][0]:.3f}, {c['ci95']['ece_after'][1]:.3f}]",
+                     f"{f['mean']:.3f} (p95 {f['p95']:.3f})", f"{c['nll_test_before']:.3f} -> {c['nll_test_after']:.3f}",
+                     f"{c['threshold_before']:.3f} -> {c['threshold']:.3f}",
+                     f"{_pct(c['test_at_threshold']['malignant_sensitivity'])} / "
+                     f"{_pct(c['test_at_threshold']['malignant_specificity'])}"])
+    top = list(cb["tiers"].items())[-1]  # the manifest's order: the highest rank last
+    return ["## Calibration (temperature scaling)", "",
+            f"One temperature per tier, fitted by negative log-likelihood on the int8 tier's dequantized logits (the "
+            f"daemon's Preprocessor) over the leakage-free validation split (n={cb['n_val']}); the decoder applies "
+            "it from the manifest's `calibration` field. The malignant operating threshold is re-chosen on the "
+            "calibrated validation probabilities (highest sensitivity at >= 80 % specificity), because the decoder "
+            f"compares the calibrated p(malignant) with it. ECE: {cb['bins']} equal-width bins of the top-label "
+            f"confidence, on the leakage-free test split (n={cb['n_test']}), bootstrap 95 % intervals (the percentile "
+            "bootstrap of ECE is biased upwards). 'Perfectly calibrated': the ECE the same calibrated confidences "
+            "give when the labels are drawn from them, i.e. what this n and 15 bins show for a model with no "
+            f"calibration error at all. Target ECE <= {0.05}: top tier {top[0]} "
+            f"{'**met**' if top[1]['ece_after'] <= 0.05 else '**missed**'} ({top[1]['ece_after']:.3f}); at n="
+            f"{cb['n_test']} the measurement cannot resolve 0.05 (the no-error floor is about "
+            f"{top[1]['ece_if_perfectly_calibrated']['mean']:.2f}).", "",
+            _md(["tier", "T", "ECE before", "ECE after", "ECE if perfectly calibrated", "NLL test",
+                 "threshold (old -> calibrated)", "sens / spec at it (test)"], rows), "",
+            "![reliability](report/reliability_busi_int8.png)", ""]
+
+
+def _retrain_section(models_dir):
+    """The grouped, device-augmented fold 0 retrain (work dir models/report/cv_device)."""
+    work = os.path.join(models_dir, "report", "cv_device")
+    res = _json(models_dir, "report", "cv_device", "busi_fold0.json")
+    st = _json(models_dir, "report", "cv_device", "status.json")
+    if not res and not st:
+        return []
+    out = ["## Retrain: grouped splits, device augmentation, pruning gate (BUSI fold 0)", ""]
+    resume = ("nice -n 19 .venv-tf/bin/python -m firmware_py.models.build --data ../shared/data --tasks busi "
+              "--folds 0 --no-ship --work-dir models/report/cv_device --threads 2")
+    if res:
+        out += [f"Finished: test n={res['n_test']}, train n={res['n_train']}, validation n={res['n_val']} "
+                f"({res['split']['grouping']}), {res['seconds'] / 60:.0f} min.", "", _fold0_table(res, "busi"), ""]
+    if st:
+        rows = [[k, f"{p['epoch']}/{p['epochs']}", f"{p['loss']:.4f}",
+                 f"{p['s_per_epoch']:.0f}" if p.get("s_per_epoch") else "-", p["last"]] for k, p in st["phases"].items()]
+        tv = st.get("teacher_validation")
+        out += [f"Status as of {st['as_of']} (`python -m firmware_py.models.build status --work-dir "
+                f"{os.path.relpath(work, os.path.dirname(models_dir))}`):", "",
+                _md(["phase", "epochs done", "loss", "s / epoch", "last logged"], rows), "",
+                f"Finished tiers (checkpointed): {json.dumps(st['finished'])}." +
+                (f" Teacher after epoch {tv['epoch']}, float, grouped validation n={tv['n_val']}: accuracy "
+                 f"{_pct(tv['accuracy'])}, balanced accuracy {_pct(tv['balanced_accuracy'])}, malignant AUC "
+                 f"{_pct(tv['malignant_auc'])}." if tv else ""), ""]
+    if not res:
+        out += ["Not finished, so nothing was shipped: the tiers above and in the manifest are the old ones. The "
+                "run checkpoints every epoch of every phase (teacher, each student's distillation and pruning) and "
+                "every finished tier under models/report/cv_device/ckpt (gitignored); the same command resumes it "
+                "after the last saved epoch:", "", "```", resume, "```", "",
+                "When it has finished (busi_fold0.json appears in that folder and its table above): compare its "
+                "int8 fold 0 test figures (grouped, leakage-free) with the shipped tiers' leakage-free figures "
+                "(the 'What changed' table, ci95). Only if it is better: rerun the same command without "
+                "`--no-ship` (every tier resumes from its checkpoint, nothing trains again; it ships the files, "
+                "tunes thresholds, calibrates and re-signs), then `firmware-py models robustness --data "
+                "../shared/data/busi --json models/report/robustness_busi_fold0.json` and `make test`. The "
+                "cross-validation folds 1-4 in models/report/cv are still ungrouped: rerun them with "
+                "`--folds 1,2,3,4 --no-ship --work-dir models/report/cv_device` and then let cv_device replace "
+                "cv, so the manifest's cv_* figures and this report's fold tables are all grouped.", ""]
+    return out
+
+
 def _reruns_text(run, task):
     """Students retrained after the fold was first built, with the teacher retrained for them."""
     key = "accuracy" if task == "busi" else "dice"
@@ -340,7 +534,7 @@ def write(models_dir: str = MODELS_DIR):
         raise FileNotFoundError(f"no results in {models_dir}/report/cv: run the build first")
     out_dir = os.path.join(models_dir, "report")
     _plots(folds, out_dir)
-    rows = _target_rows(folds, models_dir)
+    rows = _target_rows(folds, models_dir) + _issue16_target_rows(models_dir)
     r_any = next(iter(folds.values()))[0]
     lines = ["# Model zoo report", "",
              "Generated by `python -m firmware_py.models.build.report` from `models/report/cv/*.json` "
@@ -380,6 +574,10 @@ def write(models_dir: str = MODELS_DIR):
     lines += _latency_section(models_dir)
     lines += _evaluate_section(models_dir)
     lines += _leakage_section(models_dir)
+    lines += _changed_section(models_dir)
+    lines += _robustness_section(models_dir)
+    lines += _calibration_section(models_dir)
+    lines += _retrain_section(models_dir)
     s = r_any["settings"]
     lines += ["## Training settings", "",
               "- Data: BUSI 3 classes (stratified 5 folds, seed %d); DDTI split by patient (5 folds)." % s["seed"],
@@ -387,6 +585,9 @@ def write(models_dir: str = MODELS_DIR):
               f"- Augmentation (ultrasound), BUSI: {_augment_text('classify')}; DDTI: {_augment_text('segment')}, "
               "the geometric ones also moving the masks. Applied at the stored resolution, then resized per "
               "network (half-pixel bilinear).",
+              "- Device augmentation profile (issue 16; the retrain and every build from now on, "
+              "`--augment device`, the default; `--augment basic` is the recipe above), BUSI: "
+              + _device_augment_text() + ".",
               f"- Teacher: {s['teacher_epochs']} epochs, Adam lr {s['lr']} cosine, batch {s['batch']}, "
               "class-weighted cross-entropy (BUSI) / BCE + soft Dice (DDTI).",
               f"- Students: {s['student_epochs']} epochs distillation (alpha {s['alpha']} hard loss, T "
@@ -408,6 +609,11 @@ def write(models_dir: str = MODELS_DIR):
               "nice -n 10 firmware-py models build --data ../shared/data --folds 1,2,3,4 --no-ship  # rest of the CV",
               "python -m firmware_py.models.build finish     # manifest + REPORT.md + re-sign with the dev key",
               "firmware-py models evaluate --data ../shared/data/busi --json out/busi_eval.json",
+              "firmware-py models robustness --data ../shared/data/busi --json models/report/robustness_busi_fold0.json",
+              "python -m firmware_py.models.build.calibrate --data ../shared/data/busi \\",
+              "    --json models/report/calibration_busi_fold0.json --sign-key models/keys/dev-ed25519.pem",
+              "python -m firmware_py.models.build.leakage --data ../shared/data/busi --json out/leak/leakage_busi_fold0.json",
+              "python -m firmware_py.models.build status --work-dir models/report/cv_device [--validate --data ../shared/data]",
               "```", "",
               "`--epochs-scale F` multiplies every epoch count (the runs above used the budgets listed per fold); "
               "the seed (`--seed`, default 1234) fixes splits, initialisation, shuffling and augmentation, but "
