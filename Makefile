@@ -70,7 +70,7 @@ soak: $(VENV)/.installed-test
 	$(BIN)/firmware-py bench soak --frames $(FRAMES) --timeout $(SOAK_TIMEOUT)
 
 test-train: $(VENV)/.installed-train
-	$(BIN)/python -c "import tensorflow" && $(BIN)/python -m pytest tests/test_models_build_smoke.py $(PYTEST_ARGS)
+	$(BIN)/python -c "import tensorflow" && $(BIN)/python -m pytest tests/test_models_build_smoke.py tests/test_models_build_augment.py $(PYTEST_ARGS)
 
 # The interpreter package that `make test` does not install (README "Interpreter"), alone in its venv.
 INTERPRETER ?= tflite-runtime
