@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -244,6 +245,7 @@ def test_hysteresis_a_charge_recovering_on_the_charger_goes_back_up_only_past_th
 # -- the daemon ------------------------------------------------------------------------------------
 
 def test_the_daemon_drains_a_simulated_battery_by_its_metered_draw_and_shows_energy_and_runtime_left(tmp_path):
+    from firmware_py.console.commands import COMMANDS
     from firmware_py.daemon.runner import Daemon
     from firmware_py.inference import Engine
     from tests.conftest_drivers import wait_for
@@ -267,9 +269,22 @@ def test_the_daemon_drains_a_simulated_battery_by_its_metered_draw_and_shows_ene
         assert e["current_w"] > PI4.board_idle_w and e["battery_wh"] == 0.5 and e["source"] == "model"
         assert wait_for(lambda: battery.percent < 80.0, 10)  # drained by the meter's draw
         assert re.search(r"batt \d+% 40C \d+\.\d\dW \d+\.\dh left", daemon.status_text()), daemon.status_text()
+        shown = COMMANDS["power"].run(SimpleNamespace(daemon=daemon), [])  # the console's power command
+        assert shown["model"] == "pi4-cpu" and tier in shown["tiers"] and shown["remaining_h"] > 0
         assert daemon.commands.call("battery", action="plug") == "ok: simulated battery plugged"
         assert wait_for(lambda: daemon.tiers.readings.charging, 10)
     finally:
         daemon.stop_event.set()
         runner.join(20)
     assert daemon.proc.fatal is None
+
+
+def test_plugging_a_battery_that_is_not_simulated_is_refused_with_the_fix():
+    from firmware_py.daemon.runner import Daemon
+    from firmware_py.errors import FirmwareError
+    from tests.test_daemon_control import Gauge
+
+    daemon = Daemon(load_config(None), battery=Gauge(50.0))
+    with pytest.raises(FirmwareError, match=r"the battery \(test\) is not simulated, so it cannot be plugged from "
+                                            "here; set power.battery.kind: simulated"):
+        daemon._cmd_battery("plug")
