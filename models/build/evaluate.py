@@ -147,10 +147,22 @@ def evaluate(data_dir: str, json_path: str, models_dir: str = MODELS_DIR, limit:
                                          len(dice), ("dice", "iou"), draws=bootstrap), "area_rel_error_median": float(np.median(area_err)) if area_err else None,
                 "area_rel_error_mean": float(np.mean(area_err)) if area_err else None,
                 "latency_ms": interp.latency_ms(os.path.join(models_dir, t["files"]["cpu"]["path"]), latency_runs)}
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=2)
+    write_json(json_path, result)
     return result
+
+
+def write_json(path: str, obj, indent: int = 2):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=indent)
+
+
+def read_names(path: str | None):
+    """Image names of an --images file (one labels.csv name a line), or None without one."""
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return [line.strip() for line in fh if line.strip()]
 
 
 def main(argv=None) -> int:
@@ -164,10 +176,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bootstrap", type=int, default=1000, help="resamples for the ci95 intervals")
     args = ap.parse_args(argv)
     try:
-        names = None
-        if args.images:
-            with open(args.images, encoding="utf-8") as fh:
-                names = [line.strip() for line in fh if line.strip()]
+        names = read_names(args.images)
         res = evaluate(args.data, args.json, args.models_dir, args.limit, bootstrap=args.bootstrap, names=names)
     except (FileNotFoundError, ValueError) as exc:
         print(f"models evaluate: {exc}", file=sys.stderr)

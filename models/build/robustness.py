@@ -14,7 +14,6 @@ with and without the perturbation).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -24,7 +23,7 @@ from . import data as D
 from . import heldout
 from . import metrics as M
 from . import perturb
-from .evaluate import MODELS_DIR, _run_tier, _subset, load_tiers, temperature
+from .evaluate import MODELS_DIR, _run_tier, _subset, load_tiers, read_names, temperature, write_json
 
 TARGET = {"accuracy_drop": 0.03, "malignant_sensitivity_drop": 0.05}  # issue 16, the top tier
 
@@ -97,9 +96,7 @@ def robustness(data_dir: str, json_path: str, models_dir: str = MODELS_DIR, name
     worst = {k: max(p[k] for p in result["tiers"][top]["perturbed"].values()) for k in TARGET}
     result["target"] = {"tier": top, "limits": TARGET, "worst": worst,
                         "met": all(worst[k] <= v + 1e-9 for k, v in TARGET.items())}
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=1)
+    write_json(json_path, result, indent=1)
     return result
 
 
@@ -116,11 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bootstrap", type=int, default=1000, help="resamples for the ci95 intervals")
     args = ap.parse_args(argv)
     try:
-        names = None
-        if args.images:
-            with open(args.images, encoding="utf-8") as fh:
-                names = [line.strip() for line in fh if line.strip()]
-        res = robustness(args.data, args.json, args.models_dir, names, args.bootstrap)
+        res = robustness(args.data, args.json, args.models_dir, read_names(args.images), args.bootstrap)
     except (FileNotFoundError, ValueError) as exc:
         print(f"models robustness: {exc}", file=sys.stderr)
         return 2
