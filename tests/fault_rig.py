@@ -149,7 +149,11 @@ class FaultProbe:
 
 
 class DaemonRig:
-    """A running Daemon on a FaultProbe; ``finish()`` stops it and returns the ledger."""
+    """A running Daemon on a FaultProbe; ``finish()`` stops it and returns the ledger.
+
+    ``DaemonRig.abandon_all()`` (a fixture's teardown) stops the ones a failed test left running."""
+
+    _running: list["DaemonRig"] = []
 
     def __init__(self, tmp_path, probe: FaultProbe, *, engine=None, battery=None, output=None, probe_cfg=None,
                  power=None, policy_period_s: float = 0.2):
@@ -181,6 +185,7 @@ class DaemonRig:
             self.error = exc
 
     def start(self, frames: int = 3) -> "DaemonRig":
+        DaemonRig._running.append(self)
         self._thread.start()
         assert wait_for(lambda: self.daemon.proc is not None and self.daemon.proc.processed >= frames, SETTLE_S), \
             f"the daemon did not process {frames} frames: {self.error!r}"
@@ -218,14 +223,24 @@ class DaemonRig:
 
         settled = wait_for(balanced, SETTLE_S)
         ledger = self.ledger()
-        self.daemon.stop_event.set()
-        self._thread.join(SETTLE_S)
-        assert not self._thread.is_alive(), "the daemon did not stop"
+        self._stop()
         if self.error is not None:
             raise AssertionError(f"the daemon failed: {self.error!r}")
         after = self.ledger()
         assert settled and after == ledger, f"sent != processed + dropped + corrupt: {ledger} then {after}"
         return ledger
+
+    def _stop(self) -> None:
+        self.daemon.stop_event.set()
+        self._thread.join(SETTLE_S)
+        with contextlib.suppress(ValueError):
+            DaemonRig._running.remove(self)
+        assert not self._thread.is_alive(), "the daemon did not stop"
+
+    @classmethod
+    def abandon_all(cls) -> None:
+        for rig in list(cls._running):
+            rig._stop()
 
     # -- what left the device ------------------------------------------------------------------
     def emitted(self) -> list[dict]:
