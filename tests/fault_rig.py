@@ -210,11 +210,11 @@ class DaemonRig:
                 "no_buffer": c["frames_no_buffer"], "lost_gap": c["frames_lost_gap"],
                 "in_progress": c["frames_in_progress"], "rejected_by_reason": c["frames_rejected_by_reason"]}
 
-    def finish(self, *, extra_on_wire: int = 0) -> dict:
-        """Silence the probe, wait until every frame it sent is accounted for, stop the daemon.
+    def settle(self, *, extra_on_wire: int = 0) -> dict:
+        """Silence the probe and wait until every frame it sent is accounted for; the ledger.
 
         ``extra_on_wire``: frame headers the faults put on the wire that the probe did not number
-        (lying headers). Returns the ledger; raises if it does not balance within SETTLE_S."""
+        (lying headers)."""
         self.probe.silence()
 
         def balanced() -> bool:
@@ -223,12 +223,46 @@ class DaemonRig:
 
         settled = wait_for(balanced, SETTLE_S)
         ledger = self.ledger()
+        assert settled, f"sent != processed + dropped + corrupt within {SETTLE_S} s: {ledger}"
+        return ledger
+
+    def finish(self, *, extra_on_wire: int = 0) -> dict:
+        """settle(), stop the daemon, and check the ledger did not move while it stopped."""
+        ledger = self.settle(extra_on_wire=extra_on_wire)
         self._stop()
+        self._check_stopped(ledger)
+        return ledger
+
+    def _check_stopped(self, ledger: dict) -> None:
         if self.error is not None:
             raise AssertionError(f"the daemon failed: {self.error!r}")
         after = self.ledger()
-        assert settled and after == ledger, f"sent != processed + dropped + corrupt: {ledger} then {after}"
-        return ledger
+        assert after == ledger, f"the ledger moved while the daemon stopped: {ledger} then {after}"
+
+    def run_on_main_thread(self, scenario, *, frames: int = 3) -> dict:
+        """Run the daemon on this (the main) thread, so it installs its signal handlers, and
+        ``scenario()`` on a helper thread; then settle and stop as finish() does."""
+        done: dict = {}
+
+        def helper():
+            try:
+                assert wait_for(lambda: self.daemon.proc is not None and self.daemon.proc.processed >= frames,
+                                SETTLE_S), "the daemon did not start processing"
+                scenario()
+                done["ledger"] = self.settle()
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
+                done["error"] = exc
+            finally:
+                self.daemon.stop_event.set()
+
+        worker = threading.Thread(target=helper, name="scenario", daemon=True)
+        worker.start()
+        self._run()
+        worker.join(SETTLE_S)
+        if "error" in done:
+            raise done["error"]
+        self._check_stopped(done["ledger"])
+        return done["ledger"]
 
     def _stop(self) -> None:
         self.daemon.stop_event.set()

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sqlite3
 import subprocess
+import threading
 import time
 
 import pytest
@@ -260,35 +262,55 @@ def test_an_accelerator_failing_or_hanging_mid_run_costs_no_frame_and_is_reattac
     assert reattach <= ACCEL_BACK_S, f"back on the accelerator {reattach:.1f} s after it recovered"
 
 
-@pytest.mark.parametrize("source", ["console", "signal"])
-def test_a_model_file_corrupted_on_disk_is_refused_at_reload_and_the_running_tier_keeps_serving(tmp_path, source):
-    """`reload` from the console, or SIGHUP (whose handler posts the same command as source
-    "signal"), after a model file of the running tier rotted on disk."""
-    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=2)).start()
-    daemon = rig.daemon
-    tier = daemon.engine.active_tier.name
-    path = os.path.join(str(tmp_path / "models"), daemon.engine.manifest.tier(tier).files["cpu"].path)
-    with open(path, "r+b") as f:  # a few flipped bytes in the middle, as a failing flash would leave
+def security_events(rig: DaemonRig) -> list[str]:
+    db = sqlite3.connect(rig.journal)
+    try:
+        return [m for (m,) in db.execute("SELECT message FROM events WHERE run_id = ? AND kind = 'security'",
+                                         (rig.daemon.run_id,))]
+    finally:
+        db.close()
+
+
+def rot(path: str) -> None:
+    """A few flipped bytes in the middle of a file, as a failing flash would leave them."""
+    with open(path, "r+b") as f:
         f.seek(os.path.getsize(path) // 2)
         chunk = f.read(16)
         f.seek(-16, os.SEEK_CUR)
         f.write(bytes(b ^ 0xFF for b in chunk))
-    t0 = time.time()
-    with pytest.raises(FirmwareError, match="the new model set was refused; the previous one stays"):
-        daemon.commands.post("reload", source=source).result(30)
-    rig.wait_processed(30)
-    t1 = time.time()
-    ledger = rig.finish()
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="SIGHUP's handler can only be installed from the main thread")
+@pytest.mark.parametrize("source", ["console", "sighup"])
+def test_a_model_file_corrupted_on_disk_is_refused_at_reload_and_the_running_tier_keeps_serving(tmp_path, source):
+    """`reload` posted as the console posts it, or a real SIGHUP to this process (the daemon runs
+    on the main thread and installs its handler), after a model file of the running tier rotted."""
+    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=2))
+    daemon = rig.daemon
+    marks = {}
+
+    def scenario():
+        tier = marks["tier"] = daemon.engine.active_tier.name
+        rot(os.path.join(str(tmp_path / "models"), daemon.engine.manifest.tier(tier).files["cpu"].path))
+        marks["t0"] = time.time()
+        if source == "console":
+            with pytest.raises(FirmwareError, match="the new model set was refused; the previous one stays"):
+                daemon.commands.call("reload", source="console")
+        else:
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert wait_for(lambda: any("digest-mismatch" in m for m in security_events(rig)), 20), \
+            "the refusal is not in the journal's events"
+        rig.wait_processed(30)
+        marks["t1"] = time.time()
+
+    ledger = rig.run_on_main_thread(scenario)
     out = rig.check_outputs(ledger)
-    gap = longest_gap(out, t0, t1)
-    after = [r for r in out if r["wall_time"] > t0]
+    gap = longest_gap(out, marks["t0"], marks["t1"])
+    after = [r for r in out if r["wall_time"] > marks["t0"]]
     report(f"model corrupted before reload ({source})", longest_gap_s=round(gap, 3), **ledger)
-    assert after and all(r["tier"] == tier for r in after), "the verified tier in memory must keep serving"
+    assert after and all(r["tier"] == marks["tier"] for r in after), "the verified tier in memory must keep serving"
     assert ledger["corrupt"] == ledger["lost_gap"] == 0 and gap <= NOISY_LINE_MAX_GAP_S, (gap, ledger)
-    db = sqlite3.connect(rig.journal)
-    events = db.execute("SELECT message FROM events WHERE run_id = ? AND kind = 'security'", (daemon.run_id,))
-    assert any("digest-mismatch" in m for (m,) in events), "the refusal is not in the journal's events"
-    db.close()
 
 
 class VanishingBattery(MockBattery):
