@@ -253,6 +253,12 @@ class FrameParser:
                 self._discard(1)
                 continue
             if end - i < total:
+                if self._header_within(i + 1, end):
+                    # A control header that lied about its length: the next message is already
+                    # here, inside what it announced. Reject it now rather than hold what follows.
+                    self.control_rejected += 1
+                    self._discard(1)
+                    continue
                 break
             mv = memoryview(scan)
             if P.crc32c(mv[i:i + total - 4]) != int.from_bytes(scan[i + total - 4:i + total], "little"):
@@ -266,6 +272,16 @@ class FrameParser:
             self._start = self._end = 0
         elif len(self._scan) - self._end < _SCAN_MIN:
             self._compact()
+
+    def _header_within(self, start: int, end: int) -> bool:
+        """Whether a CRC-valid header starts in scan[start:end] (a control body is <= 4 KiB)."""
+        scan = self._scan
+        p = scan.find(P.SYNC, start, end)
+        while 0 <= p <= end - P.HEADER_SIZE:
+            if P.check_header(scan, p) is not None:
+                return True
+            p = scan.find(P.SYNC, p + 1, end)
+        return False
 
     def _control(self, mtype: int, version: P.Version, payload: bytes) -> None:
         decoder = _DECODERS.get(mtype)

@@ -22,3 +22,21 @@ def test_a_model_whose_tensor_name_is_not_utf8_is_refused_in_one_line():
                                               r"the file is corrupt, rebuild it$") as e:
         TFLiteModel(find_backend(CANDIDATES), bad, "x.tflite")
     assert e.value.kind == "load" and "\n" not in str(e.value)
+
+
+def test_a_control_header_lying_about_its_length_does_not_hold_the_frame_behind_it():
+    """tests/test_fuzz_parser.py: a CRC-valid HELLO header announcing 75 bytes, then an intact
+    frame: the parser waited for the 75 bytes, so the frame sat in its scan buffer until more
+    came (at a frozen probe's telemetry rate, seconds; at the end of a stream, forever)."""
+    import numpy as np
+
+    from conftest_drivers import frame_bytes, small_geometry
+    from firmware_py.drivers import protocol as P
+    from firmware_py.drivers.parser import FrameParser
+
+    g = small_geometry(1, 2)
+    frame = frame_bytes(0, g, np.array([[217, 163]], np.uint8))
+    p = FrameParser(version=P.SUPPORTED_MAX)
+    out = p.feed(P.encode_header(P.MsgType.HELLO, 75, P.SUPPORTED_MAX) + frame)
+    assert [f.seq for f in out] == [0]
+    assert p.control_rejected == 1 and p.bytes_discarded == 16 and p.pending_bytes == 0
