@@ -322,35 +322,49 @@ class VanishingBattery(MockBattery):
 
 # The board's battery gauge vanishes: the status says so at the next policy period, and the
 # policy is on its safe rung once power.sensor_timeout_s has passed, within two policy periods
-# + 1 s of slack after that.
+# + 1 s of slack after that. The probe's own battery (its telemetry) is another cell: it says
+# nothing about the board's, so it must not stand in for the dead gauge.
 SENSOR_TIMEOUT_S = 0.5
 POLICY_PERIOD_S = 0.1
+PROBE_BATTERY = {
+    "probe_without_telemetry": pytest.param(0.0),
+    "probe_reporting_its_own_battery": pytest.param(1.0, marks=pytest.mark.xfail(
+        strict=True, reason="daemon/tiers.py read_sensors takes the lower of the board's and the probe's charge, "
+                            "so with the board gauge dead the probe's 99 % stands in for it and the policy stays "
+                            "at 'battery ok' on the top rung; reported for the power policy's owner")),
+}
 
 
-def test_a_vanished_battery_gauge_shows_in_the_status_and_the_policy_falls_back_to_its_safe_rung(tmp_path):
+@pytest.mark.parametrize("telemetry_hz", PROBE_BATTERY.values(), ids=PROBE_BATTERY.keys())
+def test_a_vanished_battery_gauge_shows_in_the_status_and_the_policy_falls_back_to_its_safe_rung(tmp_path,
+                                                                                                 telemetry_hz):
     battery = VanishingBattery(90.0, 0.0)
-    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=7), battery=battery,
+    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=7, telemetry_hz=telemetry_hz), battery=battery,
                     power={"sensor_timeout_s": SENSOR_TIMEOUT_S}, policy_period_s=POLICY_PERIOD_S).start()
     daemon = rig.daemon
     rungs = daemon.tiers.rungs()
     safe = rungs[max(0, len(rungs) - 1 - daemon.cfg.power.safe_rung)].label
     assert wait_for(lambda: daemon.tiers.rung == rungs[-1].label, 20), daemon.tiers.rung  # 90 %: the top
+    if telemetry_hz:
+        assert wait_for(lambda: daemon.tiers.readings.probe_battery_percent is not None, 10)
     t0 = time.monotonic()
     battery.vanish()
     assert wait_for(lambda: "SENSOR FAILED battery" in daemon.status_text(), 10), daemon.status_text()
     shown = time.monotonic() - t0
     bound = SENSOR_TIMEOUT_S + 2 * POLICY_PERIOD_S + 1.0
-    assert wait_for(lambda: daemon.tiers.reason == "battery unreadable: safe rung", bound + 10), daemon.tiers.reason
+    fell = wait_for(lambda: daemon.tiers.reason == "battery unreadable: safe rung" and daemon.tiers.rung == safe,
+                    bound)
     fell_back = time.monotonic() - t0
-    assert wait_for(lambda: daemon.tiers.rung == safe, 20), (daemon.tiers.rung, safe)
     rig.wait_processed(CLEAN_TAIL)
     status = daemon.status_text()
     ledger = rig.finish()
     rig.check_outputs(ledger)
-    report("battery gauge vanished", shown_after_s=round(shown, 3), safe_rung_after_s=round(fell_back, 3),
-           rung=safe, **ledger)
-    assert "safe rung" in status and ledger["corrupt"] == ledger["lost_gap"] == 0
-    assert fell_back <= bound, f"on the safe rung {fell_back:.2f} s after the gauge vanished (bound {bound:.2f} s)"
+    report(f"battery gauge vanished ({'probe telemetry' if telemetry_hz else 'no probe telemetry'})",
+           shown_after_s=round(shown, 3), safe_rung_after_s=round(fell_back, 3) if fell else None,
+           reason=daemon.tiers.reason, rung=daemon.tiers.rung, **ledger)
+    assert ledger["corrupt"] == ledger["lost_gap"] == 0, ledger
+    assert fell and "safe rung" in status, \
+        f"not on the safe rung {safe} {bound:.2f} s after the gauge vanished: {daemon.tiers.rung} ({daemon.tiers.reason})"
 
 
 @contextlib.contextmanager
