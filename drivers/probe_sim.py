@@ -83,6 +83,7 @@ class ProbeSimulator:
             if not replay.chunks:
                 raise ValueError(f"recording {replay.path!r} holds no data")
         self.fps = fps
+        self.power_on_fps = fps  # what it runs at after a restart: a frame_rate command is not kept
         self.vmin, self.vmax = version_min, version_max
         self.info_base = dict(model=model, serial_number=serial_number, firmware_version=firmware_version,
                               geometries=registered_kinds(), max_frame_bytes=max_frame_bytes)
@@ -119,6 +120,7 @@ class ProbeSimulator:
         self._stop.clear()
         if reboot:
             self.version = None if self.wait_for_hello else self.vmax
+            self.fps = self.power_on_fps
             self.streaming.clear()
 
     def press_button(self, event: P.ButtonEvent = P.ButtonEvent.PRESSED) -> None:

@@ -36,7 +36,9 @@ class Readings:
     latency_p95_ms: float | None = None
     frame_rate_fps: float | None = None  # asked of the probe, else measured from frames received
     budget_ms: float | None = None
-    faults: list[str] = field(default_factory=list)  # sensors that did not answer this period
+    faults: list[str] = field(default_factory=list)  # sensors that did not answer this period, for the status line
+    # the same, by sensor: {"sensor", "error", "since" (wall clock, s), "for_s"}, for the console and the log
+    sensor_errors: dict[str, dict] = field(default_factory=dict)
 
 
 TELEMETRY_FRESH_S = 5.0  # the probe sends telemetry at least once a second
@@ -65,41 +67,49 @@ class TierController:
         self._native_fps: float | None = None  # the probe's own rate, measured before any lowering
         self._fps_refused = ""  # why the probe will not change its rate: the fps rungs are dropped
         self._counted: tuple[float, int] | None = None  # (time, frames received) at the last reading
+        self._session: int | None = None  # the link's connect count: a new one is a new probe session
+        self._failing: dict[str, tuple[float, float]] = {}  # sensor role -> (clock, wall time) of its first failure
 
     @property
     def mode(self) -> str:
         return "pinned" if self.pinned else "policy"
 
     # -- sensors and the policy (every policy period) --------------------------------------
+    def _sensor(self, role: str, sensor):
+        """``sensor.read()``, or None with the failure recorded: which sensor, the error, since when."""
+        try:
+            value = sensor.read()
+        except OSError as exc:
+            now = self._clock()
+            if role not in self._failing:
+                self._failing[role] = (now, time.time())
+                log.warning("%s sensor %s unreadable (%s)", role, sensor.name, exc)
+            since, wall = self._failing[role]
+            self.readings.faults.append(f"{role} {sensor.name}: {exc} (for {now - since:.0f} s)")
+            self.readings.sensor_errors[role] = {"sensor": sensor.name, "error": str(exc), "since": round(wall, 3),
+                                                 "for_s": round(now - since, 3)}
+            return None
+        if self._failing.pop(role, None) is not None:
+            log.info("%s sensor %s answers again", role, sensor.name)
+        return value
+
     def read_sensors(self) -> Readings:
         r = self.readings
-        r.faults = []
-        cell = None
-        try:
-            cell = self.battery.read()
-        except OSError as exc:
-            if r.board_battery_percent is not None:
-                log.warning("battery gauge unreadable (%s)", exc)
-            r.faults.append(f"battery {self.battery.name}: {exc}")
+        r.faults, r.sensor_errors = [], {}
+        cell = self._sensor("battery", self.battery)
         r.board_battery_percent = cell.percent if cell else None
         r.charging = cell.charging if cell else False
         r.voltage_v, r.current_a = (cell.voltage_v, cell.current_a) if cell else (None, None)
         r.power_w, r.power_source = (cell.discharge_w, self.battery.name) if cell else (None, "")
-        if self.monitor is not None:
-            try:
-                board = self.monitor.read()
-                r.voltage_v, r.current_a, r.power_w = board.voltage_v, board.current_a, board.power_w
-                r.power_source = self.monitor.name
-            except OSError as exc:
-                r.faults.append(f"power monitor {self.monitor.name}: {exc}")
+        board = self._sensor("power monitor", self.monitor) if self.monitor is not None else None
+        if board is not None:
+            r.voltage_v, r.current_a, r.power_w = board.voltage_v, board.current_a, board.power_w
+            r.power_source = self.monitor.name
         if r.power_w is None:
             r.power_source = ""
-        try:
-            r.temperature_c = self.thermal.read()
-        except OSError as exc:
-            r.temperature_c = None
-            r.faults.append(f"thermal {self.thermal.name}: {exc}")
+        r.temperature_c = self._sensor("thermal", self.thermal)
         stats = self.link_stats()
+        self._follow_session(stats)
         age = stats.get("telemetry_age_s")
         fresh = age is not None and age <= TELEMETRY_FRESH_S
         r.probe_battery_percent = stats.get("battery_pct") if fresh else None
@@ -112,9 +122,26 @@ class TierController:
         (r.latency_p95_ms,) = self.latency.percentiles(95)
         return r
 
+    def _follow_session(self, stats: dict) -> None:
+        """A new probe session (reconnect, replug, probe reboot): the probe forgot the frame rate it
+        was asked for, and may be another probe. Its own rate is measured again (frames counted
+        across the gap are no rate), then an fps rung asks for its rate again."""
+        if not stats.get("connected", True):
+            self._counted = None
+            return
+        session = stats.get("connects")
+        if session is None or session == self._session:
+            return
+        if self._session is not None:
+            log.info("new probe session: measuring its own frame rate again%s",
+                     f", then asking {self._asked_fps:g} fps again" if self._asked_fps else "")
+        self._session, self._counted = session, None
+        # What the probe runs now is its own rate (maybe another probe's): measured before it is lowered.
+        self._asked_fps = self._native_fps = None
+
     def _measure_frame_rate(self, stats: dict) -> None:
         now, received = self._clock(), stats.get("frames_received")
-        if received is None:
+        if received is None or not stats.get("connected", True):
             return
         if self._counted is not None and now - self._counted[0] >= 0.5 and self._asked_fps is None:
             rate = (received - self._counted[1]) / (now - self._counted[0])
@@ -191,9 +218,9 @@ class TierController:
         """Ask the probe for ``fps`` (None: its own rate again); a refusal drops the fps rungs."""
         if fps == self._asked_fps or self.probe_command is None or self._fps_refused:
             return
+        if self._native_fps is None:
+            return  # measure its own rate first (a period at it), so there is a rate to restore later
         value = fps or self._native_fps
-        if value is None:
-            return  # its own rate was never measured, so there is nothing to restore
         try:
             if self.probe_command("frame_rate", round(value, 1)):
                 self._asked_fps = fps

@@ -8,7 +8,8 @@ and the policy's *goal* is the lowest cap:
   the battery sets no cap. A band is left upwards only once the charge clears its threshold
   by ``hysteresis``. The charge is the median of the last five readings, so one wild reading
   moves nothing. No reading for ``sensor_timeout_s`` (or never one): ``safe_rung`` below the
-  top, the configured safe choice for a gauge that is missing or failing.
+  top, the configured safe choice for a gauge that is missing or failing. The same holds for the
+  temperature: no reading for ``sensor_timeout_s`` (or never one) caps the policy at the safe rung.
 * heat: on becoming hot (above ``hot_c``), one rung below the current one, held until the
   temperature falls below ``hot_c - hysteresis``; one more rung only if, a dwell later, it is
   still ``hysteresis`` hotter than when the last step was taken.
@@ -84,6 +85,7 @@ class TierPolicy:
         self.bands = [(t, max(d for _, d in bands_[:i + 1])) for i, (t, _) in enumerate(bands_)]
         self._band = -1  # index into self.bands of the lowest band entered; -1: above every threshold
         self._last_good: float | None = None
+        self._last_temp: float | None = None  # when the temperature was last readable
         self._recent: collections.deque[float] = collections.deque(maxlen=5)  # a median rejects one wild read
         self._hot = False
         self._heat_cap: int | None = None
@@ -166,6 +168,12 @@ class TierPolicy:
         current = min(current, self.top)
         goal, reason = self._battery_cap(inputs.battery_percent, inputs.charging, now)
         self._heat(inputs.temperature_c, current, now)
+        if inputs.temperature_c is not None:
+            self._last_temp = now
+        elif self._last_temp is None or now - self._last_temp > self.sensor_timeout:
+            safe = max(0, self.top - self.safe_rung)
+            if safe < goal:
+                goal, reason = safe, "temperature unreadable: safe rung"
         if self._heat_cap is not None and self._heat_cap <= goal:
             goal, reason = min(goal, self._heat_cap), f"too hot (over {self.hot:g} C)"
         budget = inputs.budget_ms or self.budget
