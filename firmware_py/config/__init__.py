@@ -171,6 +171,8 @@ def _validate_section(section: Section, values: Any, path: str, fail) -> None:
 def _check_value(spec: Key, value: Any) -> str | None:
     if value is None:
         return None if spec.nullable else f"must not be empty (null); default is {spec.default!r}"
+    if "check" in spec.extra:  # a key with a shape of its own (power.bands) says what is wrong with it
+        return spec.extra["check"](value)
     if spec.kind == "bool":
         if not isinstance(value, bool):
             return f"must be true or false, got {value!r}"
@@ -228,6 +230,13 @@ def _check_relations(c: dict[str, dict[str, Any]]) -> None:
     if c["power"]["critical_battery_percent"] > c["power"]["low_battery_percent"]:
         raise ConfigError("power.critical_battery_percent is above power.low_battery_percent; the critical "
                           "level must be the lower one")
+    monitor = c["power"]["monitor"]
+    if monitor["kind"] == "ina219":
+        from firmware_py.power.monitor_ina219 import range_problem
+
+        problem = range_problem(monitor["ina219"]["shunt_ohms"], monitor["ina219"]["max_current_a"])
+        if problem:
+            raise ConfigError(problem)
     if c["accelerator"]["kind"] == "external" and not c["accelerator"]["external"]["library"]:
         raise ConfigError("accelerator.kind is 'external' but accelerator.external.library is not set; give the "
                           "delegate library path or set kind: none")

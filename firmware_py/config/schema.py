@@ -16,6 +16,7 @@ from firmware_py.inference.accelerators import ACCELERATORS
 from firmware_py.power import BATTERIES, MONITORS, THERMALS
 from firmware_py.power.energy import SECTION as POWER_MODEL
 from firmware_py.power.ladder import LADDER_HINT, LADDER_PATTERN
+from firmware_py.power.policy import bands_problem
 from firmware_py.registry import Key, Section
 from firmware_py.results import SINKS
 
@@ -129,7 +130,7 @@ SCHEMA = Section({
         "critical_battery_percent": Key("float", 10.0, "Below this charge the smallest tier runs.", min=0, max=100),
         "bands": Key("map", {}, "More battery bands: charge in percent (as the key) below which the policy "
                      "runs at most this many rungs below the top, e.g. `{\"60\": 1, \"40\": 3}`; the two bands "
-                     "above always apply too."),
+                     "above always apply too.", extra={"check": bands_problem}),
         "ladder": Key("str", "tiers,every:2,fps:15", "The rungs from the top: `tiers` (every model tier, "
                       "largest first), then `every:K` (the smallest tier analyses one frame in K and the last "
                       "result stays shown) and `fps:F` (the probe is asked for F frames a second); the same "

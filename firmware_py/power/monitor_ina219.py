@@ -28,13 +28,26 @@ PGA_LIMIT_V = (0.04, 0.08, 0.16, 0.32)
 ADC_CODE = {1: 0b0011, 2: 0b1001, 4: 0b1010, 8: 0b1011, 16: 0b1100, 32: 0b1101, 64: 0b1110, 128: 0b1111}
 
 
+def _gain(shunt_ohms: float, max_current_a: float) -> int | None:
+    vmax = max_current_a * shunt_ohms
+    return next((i for i, limit in enumerate(PGA_LIMIT_V) if vmax <= limit * (1 + 1e-9)), None)
+
+
+def range_problem(shunt_ohms: float, max_current_a: float) -> str | None:
+    """Why the shunt and the expected current do not fit the chip (checked when the configuration loads)."""
+    if _gain(shunt_ohms, max_current_a) is None:
+        return (f"power.monitor.ina219: {max_current_a:g} A through {shunt_ohms:g} ohm is "
+                f"{max_current_a * shunt_ohms * 1000:.0f} mV, over the INA219's 320 mV; lower "
+                "power.monitor.ina219.max_current_a or fit a smaller shunt")
+    return None
+
+
 def settings(shunt_ohms: float, max_current_a: float, averages: int) -> tuple[int, int, float]:
     """(config, calibration, Current_LSB in A) for the expected current range, per the datasheet's 8.5.1."""
-    vmax = max_current_a * shunt_ohms
-    pga = next((i for i, limit in enumerate(PGA_LIMIT_V) if vmax <= limit * (1 + 1e-9)), None)
-    if pga is None:
-        raise ConfigError(f"{max_current_a:g} A through {shunt_ohms:g} ohm is {vmax * 1000:.0f} mV, over the INA219's "
-                         "320 mV; lower power.monitor.ina219.max_current_a or fit a smaller shunt")
+    problem = range_problem(shunt_ohms, max_current_a)
+    if problem:
+        raise ConfigError(problem)
+    pga = _gain(shunt_ohms, max_current_a)
     calibration = min(0xFFFE, int(0.04096 / (max_current_a / 32768 * shunt_ohms))) & 0xFFFE
     current_lsb = 0.04096 / (calibration * shunt_ohms)  # what the rounded calibration really gives
     adc = ADC_CODE[averages]

@@ -55,18 +55,28 @@ class Decision:
     inputs: dict
 
 
-def _parse_bands(bands: dict) -> list[tuple[float, float]]:
-    out = []
+def bands_problem(bands) -> str | None:
+    """What is wrong with a ``power.bands`` mapping (percent -> rungs below the top), or None."""
+    if not isinstance(bands, dict):
+        return f"must be a mapping of charge percent to rungs below the top, e.g. {{\"40\": 2}}; got {bands!r}"
     for k, v in bands.items():
         try:
-            pct, down = float(k), int(v)
+            pct = float(k)
         except (TypeError, ValueError):
-            pct = down = -1
-        if not 0 <= pct <= 100 or down < 0 or isinstance(v, bool):
-            raise ConfigError(f"power.bands entry {k!r}: {v!r} is not percent: rungs below the top; write e.g. "
-                              '{"40": 2}')
-        out.append((pct, down))
-    return out
+            pct = math.nan
+        if isinstance(k, bool) or not 0 <= pct <= 100:
+            return f"entry {k!r}: {v!r}: the key must be a charge in percent, 0 to 100; write e.g. {{\"40\": 2}}"
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            return (f"entry {k!r}: {v!r}: the value must be a whole number of rungs below the top (0 or more); "
+                    "write e.g. {\"40\": 2}")
+    return None
+
+
+def _parse_bands(bands: dict) -> list[tuple[float, float]]:
+    problem = bands_problem(bands)
+    if problem:
+        raise ConfigError(f"power.bands {problem}")
+    return [(float(k), int(v)) for k, v in bands.items()]
 
 
 class TierPolicy:
