@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -132,6 +133,14 @@ class FaultProbe:
         self.sim.rearm(reboot=True)  # a probe powers up with the cable: a new session
         self._plug()
 
+    def write_raw(self, data: bytes) -> None:
+        """Bytes on the line from the probe's end while it is silent (a frame it sent early)."""
+        os.write(self._fds[0], data)
+
+    def hello_waiting(self) -> bool:
+        """The device's bytes (a hello) wait on the silent probe's end, unread."""
+        return bool(select.select([self._fds[0]], [], [], 0)[0])
+
     def set_faults(self, faults: FaultConfig) -> None:
         self.sim.faults.config = faults  # read per frame by the simulator thread
 
@@ -203,10 +212,17 @@ class DaemonRig:
         return time.monotonic() - t0
 
     def ledger(self) -> dict:
+        """The frame ledger as the daemon shows it: corrupt is what failed its CRC or decoding,
+        dropped is every intact frame not processed (stale, skipped by the rate, lost in a gap, no
+        buffer, before the handshake). ``shown_bad`` is the status line's "bad" count."""
         c = self.daemon.counters()
+        early = c["frames_rejected_by_reason"].get("no_handshake", 0)
+        snap = self.daemon.snapshot(0.0)
         return {"sent": self.probe.sent, "processed": c["frames_processed"],
-                "dropped": c["frames_dropped_stale"] + c["frames_skipped_by_rate"] + c["frames_lost_gap"],
-                "corrupt": c["frames_rejected"] + c["frames_no_buffer"] + c["frames_rejected_processing"],
+                "dropped": c["frames_dropped_stale"] + c["frames_skipped_by_rate"] + c["frames_lost_gap"]
+                + c["frames_no_buffer"] + early,
+                "corrupt": c["frames_rejected"] - early + c["frames_rejected_processing"],
+                "shown_bad": snap.corrupt + snap.rejected,
                 "no_buffer": c["frames_no_buffer"], "lost_gap": c["frames_lost_gap"],
                 "in_progress": c["frames_in_progress"], "rejected_by_reason": c["frames_rejected_by_reason"]}
 
@@ -224,6 +240,7 @@ class DaemonRig:
         settled = wait_for(balanced, SETTLE_S)
         ledger = self.ledger()
         assert settled, f"sent != processed + dropped + corrupt within {SETTLE_S} s: {ledger}"
+        assert ledger["shown_bad"] == ledger["corrupt"], f"the status line shows another corrupt count: {ledger}"
         return ledger
 
     def finish(self, *, extra_on_wire: int = 0) -> dict:

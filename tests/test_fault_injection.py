@@ -35,8 +35,10 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
 
+from firmware_py.drivers import protocol as P
 from firmware_py.drivers.faults import FaultConfig
 from firmware_py.errors import FirmwareError
 from firmware_py.power.battery_mock import MockBattery
@@ -180,6 +182,29 @@ def test_a_probe_silent_past_its_timeout_gets_a_new_session_and_serving_resumes(
     assert ledger["corrupt"] == 0, f"intact frames counted corrupt after the silence: {ledger}"
     bound = SILENCE_CFG["reconnect_max_s"] + SILENCE_CFG["handshake_timeout_s"] + 1.0
     assert recovery <= bound, f"serving again {recovery:.2f} s after the probe spoke (bound {bound} s)"
+
+
+def test_an_intact_frame_arriving_before_the_handshake_is_counted_dropped_not_corrupt(tmp_path):
+    """A probe that streams before it answers the hello (it reset mid-session, or answered a hello
+    left on the line): its frames cannot be decoded without the session's version, so they are
+    not processed, but they are intact and the status line and summary must not call them corrupt."""
+    rig = DaemonRig(tmp_path, FaultProbe(tmp_path, fps=FPS, seed=12)).start()
+    probe = rig.probe
+    probe.silence()
+    rig.daemon.commands.call("restart", source="console")  # a new session: the link says hello and waits
+    assert wait_for(probe.hello_waiting, 10)
+    g = probe.sim.source.geometry
+    early = P.encode_frame(probe.sim.seq, 0, g, np.zeros((g.n_lines, g.n_samples), np.uint8), P.SUPPORTED_MAX)
+    probe.sim.seq += 1  # the probe numbered it: it counts as sent
+    probe.write_raw(early)
+    assert wait_for(lambda: rig.daemon.counters()["frames_rejected_by_reason"]["no_handshake"] == 1, 10)
+    probe.speak()
+    rig.wait_processed(CLEAN_TAIL)
+    ledger = rig.finish()
+    rig.check_outputs(ledger)
+    report("frame before the handshake", **ledger)
+    assert ledger["corrupt"] == ledger["shown_bad"] == 0, ledger
+    assert "1 dropped intact (no buffer or before the handshake), 0 corrupt" in rig.daemon.summary
 
 
 # Unplugged ten times, for 0.15 to 0.9 s (so replugs land at every point of the link's doubling

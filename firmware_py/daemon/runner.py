@@ -359,11 +359,15 @@ class Daemon:
         r = self.tiers.readings
         energy = self.energy_status()
         skipped = self.frames.skipped_by_rate  # read first: the processing thread counts it before processed
+        # Intact frames the link could not hand on (no free buffer, or before the handshake) are
+        # dropped frames, not corrupt ones: "corrupt" is only what failed its CRC or decoding.
+        early = stats.get("frames_rejected_by_reason", {}).get("no_handshake", 0)
+        intact = stats.get("frames_no_buffer", 0) + early
         return Snapshot(
             elapsed_s=elapsed, received=stats.get("frames_received", 0), processed=self.proc.processed - skipped,
             skipped_rate=skipped, rung=self.tiers.rung, reason=self.tiers.reason, sensor_faults=r.faults,
             dropped_stale=self.slot.dropped_stale,
-            corrupt=stats.get("frames_rejected", 0) + stats.get("frames_no_buffer", 0),
+            corrupt=stats.get("frames_rejected", 0) - early, dropped_intact=intact,
             lost_gap=stats.get("frames_lost_gap", 0), rejected=self.proc.rejected,
             in_flight=stats.get("frames_in_progress", 0),
             connected=bool(stats.get("connected", False)), tier=self.engine.active_tier.name,

@@ -34,6 +34,8 @@ class Snapshot:
     power_w: float | None = None  # measured board power (power monitor, else the discharging cell)
     draw_w: float | None = None  # the energy meter's current draw (measured when power_w is, else modelled)
     remaining_h: float | None = None  # battery left at that draw
+    # intact frames dropped, not corrupt: no free pool buffer, or arrived before the session's handshake
+    dropped_intact: int = 0
 
 
 def _indeterminate(s: Snapshot) -> str:
@@ -50,7 +52,7 @@ def format_status(s: Snapshot) -> str:
     link = "" if s.connected else f" LINK DOWN ({s.link_error})" if s.link_error else " LINK DOWN"
     rung = f" rung {s.rung}" if s.rung and s.rung != s.tier else ""
     why = f" [{s.reason}]" if s.reason else ""
-    return (f"[{s.elapsed_s:6.1f}s] rx {s.received} proc {s.processed}{_indeterminate(s)} skip {s.skipped_rate} drop {s.dropped_stale} "
+    return (f"[{s.elapsed_s:6.1f}s] rx {s.received} proc {s.processed}{_indeterminate(s)} skip {s.skipped_rate} drop {s.dropped_stale + s.dropped_intact} "
             f"bad {s.corrupt + s.rejected} lost {s.lost_gap}{link} | tier {s.tier} ({s.backend}){rung}{why} | "
             f"batt {_fmt(s.battery_percent, '.0f', '%')} {_fmt(s.temperature_c, '.0f', 'C')}"
             + (f" {s.power_w:.2f}W" if s.power_w is not None else f" ~{s.draw_w:.2f}W" if s.draw_w is not None else "")
@@ -62,7 +64,9 @@ def format_status(s: Snapshot) -> str:
 
 def format_summary(s: Snapshot, tiers_used: list[str]) -> str:
     return (f"firmware-py: ran {s.elapsed_s:.1f} s: {s.received} frames received, {s.processed} processed{_indeterminate(s)}, "
-            f"{s.skipped_rate} skipped by the analysis rate, {s.dropped_stale} dropped stale, {s.corrupt} corrupt, {s.rejected} rejected, {s.lost_gap} lost in "
+            f"{s.skipped_rate} skipped by the analysis rate, {s.dropped_stale} dropped stale, "
+            f"{f'{s.dropped_intact} dropped intact (no buffer or before the handshake), ' if s.dropped_intact else ''}"
+            f"{s.corrupt} corrupt, {s.rejected} rejected, {s.lost_gap} lost in "
             f"gaps{f', {s.in_flight} cut off by the stop' if s.in_flight else ''}; tiers {', '.join(tiers_used) or '-'}; latency p50 {_fmt(s.p50_ms, '.1f')} ms "
             f"p99 {_fmt(s.p99_ms, '.1f')} ms; battery {_fmt(s.battery_percent, '.0f', '%')}")
 
