@@ -174,3 +174,35 @@ def test_a_power_monitor_feeds_the_board_power_and_its_failure_shows_without_mov
     assert "Remote I/O error" in r.sensor_errors["power monitor"]["error"]
     assert r.power_source == "sysfs:BAT0" and r.power_w == pytest.approx(4.0)  # the cell's figure meanwhile
     assert "SENSOR FAILED power monitor ina260@0x40" in status_of(rig.ctl) and "4.00W" in status_of(rig.ctl)
+
+
+def test_the_daemon_reads_its_power_monitor_warns_at_start_when_it_fails_and_shows_its_watts(tmp_path):
+    import threading
+
+    from firmware_py.config import load_config
+    from firmware_py.daemon.runner import Daemon
+    from tests.conftest_drivers import wait_for
+    from tests.test_daemon_control import Cell, Gauge, InProcessProbe
+
+    chip = FakeIna260(bus_v=5.0, current_a=1.1)
+    bus = FakeBus({0x40: chip})
+    monitor = Ina260Monitor(bus, 0x40)
+    bus.nack_reads = set(range(bus.transactions + 1, bus.transactions + 10**6))  # off the bus until it is back
+    engine, _ = signed_engine(tmp_path / "models", THREE_TIERS)
+    cfg = load_config(None).replace(output={"results": str(tmp_path / "r.jsonl"), "status_interval_s": 0.0},
+                                    run={"duration_s": 120.0})
+    daemon = Daemon(cfg, engine=engine, battery=Cell(80.0), thermal=Gauge(40.0), monitor=monitor,
+                    probe=InProcessProbe(fps=30.0), policy_period_s=0.1)
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        assert wait_for(lambda: daemon.proc is not None and daemon.proc.processed >= 3, 30)
+        assert any(w.startswith("power monitor sensor ina260@0x40 unreadable") for w in daemon.selftest_warnings)
+        assert wait_for(lambda: "SENSOR FAILED power monitor ina260@0x40" in daemon.status_text(), 10)
+        bus.nack_reads = set()
+        assert wait_for(lambda: daemon.tiers.readings.power_source == "ina260@0x40", 10)
+        assert wait_for(lambda: "5.50W" in daemon.status_text(), 10), daemon.status_text()
+        assert "SENSOR FAILED" not in daemon.status_text()
+    finally:
+        daemon.stop_event.set()
+        runner.join(20)

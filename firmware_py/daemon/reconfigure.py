@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from firmware_py.power import TierPolicy, make_battery, make_thermal
+from firmware_py.power import TierPolicy, make_battery, make_monitor, make_thermal
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,14 @@ def apply_config(daemon, new_cfg) -> str:
     if any(k.startswith("power.") for k in live):
         power = new_cfg.power
         try:  # new sensors first: a gauge that is absent keeps the old ones and the old policy
-            battery, thermal = make_battery(power), make_thermal(power)
+            battery, thermal, monitor = make_battery(power), make_thermal(power), make_monitor(power)
         except OSError as exc:
             later += [k for k in live if k.startswith("power.")]
             live = [k for k in live if not k.startswith("power.")]
             log.warning("new power sensors unavailable (%s); keeping the running ones", exc)
         else:
-            tiers.battery, tiers.thermal = battery, thermal
+            tiers.battery, tiers.thermal, tiers.monitor = battery, thermal, monitor
+            daemon.monitor = monitor
             tiers.policy = TierPolicy.from_config(power, len(daemon.engine.ladder))
     if "log.level" in live:
         logging.getLogger().setLevel(new_cfg.log.level.upper())

@@ -2,7 +2,8 @@
 
 Checks the kernels against their NumPy twins, the accelerator (configured but absent is an error
 with ``accelerator.required``, otherwise a loud warning and the CPU twins run), the battery and
-thermal sensors (unreadable: a warning, the policy keeps its last band), that the journal
+thermal sensors and the power monitor (unreadable: a warning; the policy falls back to its safe
+rung after power.sensor_timeout_s), that the journal
 takes a write, and that no other user may write the files the device trusts (the configuration,
 which holds the PIN digest, and the public key model sets must be signed with): a warning naming
 the file and ``chmod o-w FILE``. The engine has already verified, loaded and warmed the start tier. A failed
@@ -37,7 +38,10 @@ def startup_selftest(daemon) -> list[str]:
         if c.accelerator.required:
             raise FirmwareError(f"selftest: {text}; plug it in, or set accelerator.required: false")
         warnings.append(text)
-    for name, sensor in (("battery", daemon.battery), ("thermal", daemon.thermal)):
+    for name, sensor in (("battery", daemon.battery), ("thermal", daemon.thermal),
+                         ("power monitor", getattr(daemon, "monitor", None))):
+        if sensor is None:  # power.monitor.kind: none
+            continue
         try:
             sensor.read()
         except OSError as exc:
