@@ -1,14 +1,14 @@
 """`firmware-py models ...`: the signed manifest (list, verify, sign, keygen) and the zoo build.
 
 list / verify / sign / keygen live with the inference engine (firmware_py.inference.cli);
-build / evaluate / robustness / dedup with the training pipeline (firmware_py.models.build.cli), which needs the
+build / evaluate / robustness / abstention / dedup with the training pipeline (firmware_py.models.build.cli), which needs the
 `train` extra for build.
 """
 from __future__ import annotations
 
 import importlib
 
-BUILD_COMMANDS = {"build", "evaluate", "robustness", "dedup"}
+BUILD_COMMANDS = {"build", "evaluate", "robustness", "abstention", "dedup"}
 
 
 def main(argv: list[str]) -> int:

@@ -222,7 +222,7 @@ class Engine:
             if self.abstention is not None:
                 q = tier.input.quantization
                 slot.abstainer = Abstainer(self.abstention, tier.abstention, scale=q.scale, zero_point=q.zero_point,
-                                           mean=tier.preprocess.mean, std=tier.preprocess.std)
+                                           mean=tier.preprocess.mean, std=tier.preprocess.std, fill=tier.preprocess.fill)
             if self.accelerator is not None:
                 self.accelerator.attach(manifest, slot)
         except ModelError as e:

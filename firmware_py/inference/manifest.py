@@ -365,8 +365,18 @@ def _tier(r: _Reader, obj: Any, where: str) -> Tier:
         name, task, rank, files, input_spec, preprocess, output,
         opt_int("params"), opt_int("macs"), opt_int("file_bytes"),
         opt_map("metrics"), opt_map("latency_ms"), opt_map("energy_mj"),
-        _calibration(r, obj, where, task, output), _abstention(r, obj, where, task),
+        _calibration(r, obj, where, task, output), _checked_abstention(r, obj, where, task, files),
     )
+
+
+def _checked_abstention(r: _Reader, obj: dict, where: str, task: str, files: dict) -> AbstentionSpec | None:
+    """The abstention block, refused when it was fitted for another model file than the tier's CPU twin."""
+    spec = _abstention(r, obj, where, task)
+    fitted = spec.extra.get("model_sha256") if spec is not None else None
+    if fitted is not None and str(fitted).lower() != files["cpu"].sha256:
+        raise r.fail(f"{where}.abstention.model_sha256", "fitted for another model file than files.cpu; rerun "
+                     "firmware-py models abstention --write and regenerate the manifest")
+    return spec
 
 
 def parse_manifest(text: str | bytes, path: str = "manifest.yaml") -> Manifest:
