@@ -19,19 +19,12 @@ from firmware_py.power.thermal_psutil import PsutilThermal
 from firmware_py.power.thermal_sysfs import SysfsThermal
 from tests.fake_i2c import FakeBus, FakeIna260
 from tests.fault_rig import signed_engine
+from tests.test_power_policy import Clock
 from tests.test_power_sources import FakePsutil, shwtemp, supply
 
 THREE_TIERS = [{"name": "small", "cpu": "cls_int8.tflite", "rank": 0},
                {"name": "medium", "cpu": "cls_int8_b.tflite", "rank": 1},
                {"name": "large", "cpu": "cls_int8_b.tflite", "rank": 2}]
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Rig:
