@@ -499,6 +499,8 @@ def write_records(out: dict, tiers: list, models_dir: str) -> None:
                 json.dump(rec, fh, indent=2)
     with open(os.path.join(models_dir, "report", "abstention.md"), "w", encoding="utf-8") as fh:
         fh.write(report_markdown(out))
+    with open(os.path.join(models_dir, "report", "abstention_fold0.json"), "w", encoding="utf-8") as fh:
+        json.dump(out, fh, indent=1)  # the REPORT.md section's source (report.py)
 
 
 def report_markdown(out: dict) -> str:

@@ -477,6 +477,27 @@ def _calibration_section(models_dir):
             "![reliability](report/reliability_busi_int8.png)", ""]
 
 
+def _abstention_section(models_dir):
+    """Point 7: a link to models/report/abstention.md (models/build/abstention.py writes it) and its targets."""
+    ab = _json(models_dir, "report", "abstention_fold0.json")
+    if ab is None:
+        return []
+    rows = []
+    for task in ab["tasks"].values():
+        for name, t in task["tiers"].items():
+            worst = min(t["ood"], key=lambda k: t["ood"][k]["rate"])
+            rows.append([name, f"{100 * t['in_distribution']['rate']:.1f} (n={t['in_distribution']['n']})",
+                         f"{100 * t['ood'][worst]['rate']:.1f} ({worst})", f"{100 * t['ood_pooled']['rate']:.1f}",
+                         "yes" if t["targets"]["met"] else "**no**"])
+    return ["## Abstention (`firmware-py models abstention`)", "",
+            "When a result is `indeterminate` instead of a diagnosis (blank, saturated, frozen, no tissue, atypical "
+            "image, other anatomy, low confidence): rules in docs/abstention.md, every figure per OOD kind and the "
+            "DDTI empty-mask specificity in [report/abstention.md](report/abstention.md). Targets: >= 90 % of each "
+            "OOD kind flagged, <= 5 % of in-distribution test images flagged.", "",
+            _md(["tier", "in-distribution flagged %", "least-flagged OOD kind %", "all OOD flagged %", "met"], rows),
+            ""]
+
+
 def _retrain_section(models_dir):
     """The grouped, device-augmented fold 0 retrain (work dir models/report/cv_device)."""
     work = os.path.join(models_dir, "report", "cv_device")
@@ -577,6 +598,7 @@ def write(models_dir: str = MODELS_DIR):
     lines += _changed_section(models_dir)
     lines += _robustness_section(models_dir)
     lines += _calibration_section(models_dir)
+    lines += _abstention_section(models_dir)
     lines += _retrain_section(models_dir)
     s = r_any["settings"]
     lines += ["## Training settings", "",
