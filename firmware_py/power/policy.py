@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import reprlib
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -58,16 +59,16 @@ class Decision:
 def bands_problem(bands) -> str | None:
     """What is wrong with a ``power.bands`` mapping (percent -> rungs below the top), or None."""
     if not isinstance(bands, dict):
-        return f"must be a mapping of charge percent to rungs below the top, e.g. {{\"40\": 2}}; got {bands!r}"
+        return f"must be a mapping of charge percent to rungs below the top, e.g. {{\"40\": 2}}; got {reprlib.repr(bands)}"
     for k, v in bands.items():
         try:
             pct = float(k)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too big for a float
             pct = math.nan
         if isinstance(k, bool) or not 0 <= pct <= 100:
-            return f"entry {k!r}: {v!r}: the key must be a charge in percent, 0 to 100; write e.g. {{\"40\": 2}}"
+            return f"entry {reprlib.repr(k)}: {reprlib.repr(v)}: the key must be a charge in percent, 0 to 100; write e.g. {{\"40\": 2}}"
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            return (f"entry {k!r}: {v!r}: the value must be a whole number of rungs below the top (0 or more); "
+            return (f"entry {reprlib.repr(k)}: {reprlib.repr(v)}: the value must be a whole number of rungs below the top (0 or more); "
                     "write e.g. {\"40\": 2}")
     return None
 
