@@ -81,6 +81,10 @@ def test_the_meter_accounts_each_tier_and_predicts_the_runtime_left():
     assert s["source"] == "ina"
     # what the monitor measured above the baseline went to the inferences of that period
     assert s["tiers"]["small"]["inference_j"] == pytest.approx(30 * 0.002 * 0.925 + (6.0 - 4.7), abs=1e-3)
+    for step in range(3):  # a new rung: the runtime left is the new rung's, not a mix with the old one's
+        clock.t += 1.0
+        meter.tick(fps=10.0, active_tier="small", rung="small @10fps")
+    assert meter.current_w == pytest.approx(PI4.baseline_w(10.0))
     assert remaining_s(None, 10.0, 5.0) is None and remaining_s(50.0, 10.0, None) is None
 
 

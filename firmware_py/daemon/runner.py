@@ -279,11 +279,12 @@ class Daemon:
         return f"ok: simulated battery {action}ged"
 
     def _tick_energy(self) -> None:
-        """Control thread, after each policy step: account the period's energy."""
+        """Control thread, before each policy step: account the period that ended, on the rung it ran."""
         r = self.tiers.readings
         # A measured draw (power monitor, a real gauge), never the simulated pack's echo of the meter's own.
         measured = r.power_w if r.power_source and r.power_source != "simulated" else None
-        self.energy.tick(fps=r.frame_rate_fps, active_tier=self.engine.active_tier.name, measured_w=measured)
+        self.energy.tick(fps=r.frame_rate_fps, active_tier=self.engine.active_tier.name, measured_w=measured,
+                         rung=self.tiers.rung)
 
     def energy_status(self) -> dict:
         """Energy per tier, mean and current watts, remaining runtime at the current rung."""
@@ -453,8 +454,8 @@ class Daemon:
             if problem is not None:
                 raise problem
             if now >= next_policy:
+                self._tick_energy()  # the period just ended, on the rung it ran
                 self.tiers.step()
-                self._tick_energy()
                 next_policy = now + self.policy_period_s
             if now >= next_status:
                 line = format_status(self.snapshot(now - started))

@@ -144,7 +144,8 @@ class EnergyMeter:
     """Cumulative energy per tier, mean and current watts, for the status and the console.
 
     ``add_inference`` runs on the processing thread (after each analysed frame); ``tick`` on the
-    control thread every policy period. ``current_w`` is the mean over the last ``window_s``.
+    control thread every policy period. ``current_w`` is the mean over the last ``window_s`` on the
+    current rung (a new rung starts the window again, so the runtime left is the current rung's).
     """
 
     def __init__(self, model: PowerModel, *, window_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
@@ -156,6 +157,7 @@ class EnergyMeter:
         self.total_j = 0.0
         self._recent: collections.deque[tuple[float, float, float]] = collections.deque()  # (t, dt, J)
         self.source = "model"
+        self._rung: str | None = None
 
     def add_inference(self, tier: str, cpu_s: float, accel_s: float = 0.0) -> None:
         with self._lock:
@@ -165,8 +167,9 @@ class EnergyMeter:
             t = self._tiers.setdefault(tier, _TierEnergy())
             t.inferences += 1
 
-    def tick(self, *, fps: float | None, active_tier: str | None, measured_w: float | None = None) -> float:
-        """Account the time since the last tick; returns the period's mean watts."""
+    def tick(self, *, fps: float | None, active_tier: str | None, measured_w: float | None = None,
+             rung: str | None = None) -> float:
+        """Account the time since the last tick (spent on ``rung``); returns the period's mean watts."""
         now = self._clock()
         dt = max(0.0, now - self._last)
         self._last = now
@@ -189,6 +192,9 @@ class EnergyMeter:
             if active_tier is not None:
                 self._tiers.setdefault(active_tier, _TierEnergy()).active_j += total
             self.total_j += total
+            if rung != self._rung:
+                self._recent.clear()
+                self._rung = rung
             self._recent.append((now, dt, total))
             while self._recent and now - self._recent[0][0] > self.window_s:
                 self._recent.popleft()
