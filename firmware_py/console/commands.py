@@ -82,7 +82,8 @@ def _counters(console, args):
 def _stats(console, args):
     d = console.daemon
     return {"pipeline": d.counters(), "link": d.link.stats() if d.link else {},
-            "power": dataclasses.asdict(d.tiers.readings), "policy": {"mode": d.tiers.mode, "reason": d.tiers.reason},
+            "power": dataclasses.asdict(d.tiers.readings), "energy": d.energy_status(),
+            "policy": {"mode": d.tiers.mode, "reason": d.tiers.reason},
             "console": {"sessions": console.sessions, "reopens": console.reopens}}
 
 
