@@ -72,6 +72,7 @@ def signature_of_another_valid_set(s):
     other = make_model_set(os.path.join(os.path.dirname(s["dir"]), "other"),
                            [{"name": "cls-small", "cpu": "cls_int8_b.tflite", "rank": 0}],
                            keys_dir=os.path.dirname(s["private"]))
+    verify_model_set(other["dir"], s["public"])  # genuine: the trusted key signed it
     shutil.copyfile(os.path.join(other["dir"], "manifest.yaml.sig"), os.path.join(s["dir"], "manifest.yaml.sig"))
 
 
