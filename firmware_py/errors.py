@@ -5,6 +5,8 @@ The CLI prints ``str(error)`` on one line (no traceback) and exits with ``exit_c
 """
 from __future__ import annotations
 
+import reprlib
+
 
 class FirmwareError(Exception):
     """Base class: the message names the problem and the fix, on one line."""
@@ -34,3 +36,23 @@ class ModelError(FirmwareError):
 
 class SecurityError(ModelError):
     """A signature or digest check failed: the model set is refused."""
+
+
+# Values quoted inside a one-line message: bounded (a 1 MB string, a YAML alias bomb whose
+# full repr would never finish) and without raw newlines.
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlevel = 60, 60, 30, 2
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
+
+
+def shown(value) -> str:
+    """``repr(value)``, shortened for an error line."""
+    return _REPR.repr(value)
+
+
+def one_line(text, limit: int = 60) -> str:
+    """``str(text)`` with non-printable characters escaped, cut to ``limit`` characters."""
+    text = str(text)
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -30,14 +30,13 @@ import difflib
 import math
 import os
 import re
-import reprlib
 from importlib import resources
 from typing import Any
 
 import yaml
 
 from firmware_py.config.schema import SCHEMA, Key, Section, defaults, number_text
-from firmware_py.errors import ConfigError
+from firmware_py.errors import ConfigError, one_line, shown
 from firmware_py.files import MiB, read_bounded
 
 MAX_CONFIG_BYTES = MiB  # a configuration is a few kB; anything this big is the wrong file
@@ -119,7 +118,7 @@ def _yaml_error(path: str, exc: yaml.YAMLError) -> ConfigError:
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}" if mark is not None else "YAML"
     problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["unreadable"])[0]
-    return ConfigError(f"{path}:{where}: not valid YAML ({_key_text(problem, 200)}); fix the syntax")
+    return ConfigError(f"{path}:{where}: not valid YAML ({one_line(problem, 200)}); fix the syntax")
 
 
 def _key_lines(node: yaml.MappingNode, prefix: str, lines: dict[str, int]) -> None:
@@ -149,7 +148,7 @@ def validate_mapping(data: Any, *, source: str, lines: dict[str, int] | None = N
         fail("", "the configuration must be a mapping of sections (probe:, simulator:, ...)")
     for sec, values in data.items():
         if sec not in SCHEMA:
-            fail(_key_text(sec), f"unknown section '{_key_text(sec)}'; known sections: {', '.join(SCHEMA)}")
+            fail(one_line(sec), f"unknown section '{one_line(sec)}'; known sections: {', '.join(SCHEMA)}")
         _validate_section(SCHEMA[sec], values, str(sec), fail)
 
 
@@ -158,14 +157,14 @@ def _validate_section(section: Section, values: Any, path: str, fail) -> None:
         return
     if not isinstance(values, dict):
         example = f" like {{kind: {section['kind'].default}}}" if section.kinds else " of keys"
-        fail(path, f"section '{path}' must be a mapping{example}, not {type(values).__name__} {_shown(values)}")
+        fail(path, f"section '{path}' must be a mapping{example}, not {type(values).__name__} {shown(values)}")
     for key, value in values.items():
-        name = f"{path}.{_key_text(key)}"
+        name = f"{path}.{one_line(key)}"
         spec = section.get(key)
         if spec is None:
             if key in section.moved:
                 fail(name, f"'{name}' has moved to '{path}.{section.moved[key]}'")
-            close = difflib.get_close_matches(_key_text(key), list(section), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(one_line(key), list(section), n=1, cutoff=0.6)
             hint = f"; did you mean '{path}.{close[0]}'?" if close else f"; known keys: {', '.join(section)}"
             fail(name, f"unknown key '{name}'{hint}")
         if isinstance(spec, Section):
@@ -183,57 +182,40 @@ def _check_value(spec: Key, value: Any) -> str | None:
         return spec.extra["check"](value)
     if spec.kind == "bool":
         if not isinstance(value, bool):
-            return f"must be true or false, got {_shown(value)}"
+            return f"must be true or false, got {shown(value)}"
         return None
     if spec.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an integer, got {_shown(value)}"
+            return f"must be an integer, got {shown(value)}"
     elif spec.kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number, got {_shown(value)}"
+            return f"must be a number, got {shown(value)}"
         if isinstance(value, float) and not math.isfinite(value):  # (an int: finite, maybe too big for a float)
-            return f"must be a finite number, got {_shown(value)}"
+            return f"must be a finite number, got {shown(value)}"
     elif spec.kind == "str":
         if not isinstance(value, str):
             hint = f" ({spec.pattern_hint})" if spec.pattern_hint else ""
-            return f"must be a quoted string{hint}, got {_shown(value)}"
+            return f"must be a quoted string{hint}, got {shown(value)}"
         if spec.choices and value not in spec.choices:
-            return f"must be one of {', '.join(spec.choices)}; got {_shown(value)}"
+            return f"must be one of {', '.join(spec.choices)}; got {shown(value)}"
         if spec.pattern and not re.fullmatch(spec.pattern, value):
-            return f"must be {spec.pattern_hint or 'of the form ' + spec.pattern}; got {_shown(value)}"
+            return f"must be {spec.pattern_hint or 'of the form ' + spec.pattern}; got {shown(value)}"
         return None
     elif spec.kind == "map":
         if not isinstance(value, dict):
-            return f"must be a mapping of option names to values, got {_shown(value)}"
+            return f"must be a mapping of option names to values, got {shown(value)}"
         for k, v in value.items():
             if not isinstance(k, str) or not isinstance(v, (str, int, float, bool)):
-                return f"entries must be name: scalar value, got {_shown(k)}: {_shown(v)}"
+                return f"entries must be name: scalar value, got {shown(k)}: {shown(v)}"
         return None
     allowed = spec.extra.get("allowed")
     if allowed and value not in allowed:
-        return f"must be one of {', '.join(map(str, allowed))}; got {_shown(value)}"
+        return f"must be one of {', '.join(map(str, allowed))}; got {shown(value)}"
     if spec.min is not None and value < spec.min:
-        return f"must be >= {number_text(spec.min)}, got {_shown(value)}"
+        return f"must be >= {number_text(spec.min)}, got {shown(value)}"
     if spec.max is not None and value > spec.max:
-        return f"must be <= {number_text(spec.max)}, got {_shown(value)}"
+        return f"must be <= {number_text(spec.max)}, got {shown(value)}"
     return None
-
-
-# Values and keys in an error line: bounded (a 1 MB string, an alias bomb) and one line.
-_REPR = reprlib.Repr()
-_REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlevel = 60, 60, 30, 2
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
-
-
-def _shown(value: Any) -> str:
-    return _REPR.repr(value)
-
-
-def _key_text(key: Any, limit: int = 60) -> str:
-    text = str(key)
-    if not text.isprintable():
-        text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _to_config(merged: dict[str, dict[str, Any]]) -> Config:
