@@ -93,7 +93,7 @@ def spec_block(**over) -> dict:
     n = len(FEATURES_V1)
     block = {"features": "v1", "min_confidence": 0.5,
              "typical": {"mean": [0.0] * n, "std": [1.0] * n, "max_score": 1e9},
-             "anatomy": {"weights": [0.0] * n, "bias": -1.0, "max_score": 0.0}}
+             "anatomy": {"weights": [0.0] * 2 * n, "bias": -1.0, "max_score": 0.0}}
     block.update(over)
     return block
 
@@ -131,7 +131,7 @@ def test_atypical_and_other_anatomy_gates_on_the_image_features():
     typical = {"mean": f.tolist(), "std": (np.abs(f) * 0.05 + 1e-3).tolist(), "max_score": 4.0}
     assert reason(frame, spec(typical=typical), {"a": 0.9, "b": 0.1}) is None
     assert reason(tissue(seed=3)[::-1].copy(), spec(typical=typical), {"a": 0.9, "b": 0.1}) == "atypical"
-    weights = [0.0] * len(FEATURES_V1)
+    weights = [0.0] * 2 * len(FEATURES_V1)  # features, then their squares
     weights[FEATURES_V1.index("mean")] = 1.0
     anatomy = {"weights": weights, "bias": -float(f[0]) - 1.0, "max_score": 0.0}  # brighter than this frame
     assert reason(frame, spec(anatomy=anatomy), {"a": 0.9, "b": 0.1}) is None
@@ -143,12 +143,14 @@ def test_atypical_and_other_anatomy_gates_on_the_image_features():
     (spec_block(min_confidence=1.5), r"abstention\.min_confidence: 1\.5: a classify tier's probability"),
     (spec_block(features="v9"), r"abstention\.features: 'v9' is not a feature set this firmware computes"),
     (spec_block(typical={"mean": [0.0] * 3, "std": [1.0] * 3, "max_score": 2.0}),
-     r"abstention\.typical\.mean: expected 45 finite numbers \(one per feature\), got 3 entries"),
+     r"abstention\.typical\.mean: expected 45 finite numbers, got 3 entries"),
+    (spec_block(anatomy={"weights": [0.0] * 45, "bias": 0, "max_score": 0}),
+     r"abstention\.anatomy\.weights: expected 90 finite numbers, got 45 entries"),
     (spec_block(typical={"mean": [0.0] * 45, "std": [0.0] * 45, "max_score": 2.0}),
      r"abstention\.typical\.std: every entry must be > 0"),
     (spec_block(typical={"mean": [0.0] * 45, "std": [1.0] * 45, "max_score": -1}),
      r"abstention\.typical\.max_score: must be > 0"),
-    (spec_block(anatomy={"weights": [0.0] * 45, "bias": "x", "max_score": 0}),
+    (spec_block(anatomy={"weights": [0.0] * 90, "bias": "x", "max_score": 0}),
      r"abstention\.anatomy\.bias: expected a finite number"),
     (spec_block(min_area_px=-3), r"abstention\.min_area_px: must be >= 0"),
     (spec_block(model_sha256="1" * 64), r"abstention\.model_sha256: fitted for another model file than files\.cpu"),
@@ -306,3 +308,15 @@ def test_logistic_fit_separates_two_clouds_and_reports_raw_feature_weights():
     assert np.mean(score(a) < 0) > 0.9 and np.mean(score(b) > 0) > 0.9
     assert abs(w[1]) < abs(w[0]) / 5  # the uninformative feature gets little weight
     assert math.isfinite(bias)
+
+
+def test_the_watch_feed_shows_an_indeterminate_result_without_a_diagnosis():
+    from firmware_py.console.commands import _result_line
+    from firmware_py.results import ResultRecord
+
+    r = ResultRecord(seq=9, probe_time_us=0, tier="t", backend="cpu", label=None,
+                     probabilities={"benign": 0.8, "malignant": 0.2}, latency_ms={"total": 3.25}, wall_time=0.0,
+                     indeterminate="low_confidence")
+    line = _result_line(r, as_json=False)
+    assert line == "#9 t/cpu INDETERMINATE (low_confidence) 3.2 ms"
+    assert '"indeterminate":"low_confidence"' in _result_line(r, as_json=True)

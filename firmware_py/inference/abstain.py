@@ -16,8 +16,9 @@ Rules, checked in this order; the first that holds is the result's reason:
                   variance (i.i.d. noise gives 1/64; every BUSI and DDTI image is above 0.09)
 ``atypical``      (manifest) unlike the images the tier was trained on: the mean squared z-score of the
                   image features against the training images exceeds ``typical.max_score``
-``other_anatomy`` (manifest) a linear score on the same features, fitted to tell the tier's anatomy
-                  from other ultrasound anatomy (breast vs thyroid), exceeds ``anatomy.max_score``
+``other_anatomy`` (manifest) a score linear in the same features and their squares, fitted to tell the
+                  tier's anatomy from other ultrasound anatomy (breast vs thyroid), exceeds
+                  ``anatomy.max_score``
 ``low_confidence`` (manifest, classify) the largest calibrated probability is under ``min_confidence``
 
 The first four are device rules (configuration section ``abstention``); the last three are fitted
@@ -143,6 +144,12 @@ def features(q: np.ndarray, lut: np.ndarray, fill: int = -128) -> np.ndarray:
                            [float(s4.mean()) / sd, float(np.median(s4)) / sd, snr], thumb]).astype(np.float64)
 
 
+def anatomy_score(f: np.ndarray, weights: np.ndarray, bias: float) -> float:
+    """The other-anatomy score: linear in the features and their squares (weights: 2 per feature)."""
+    n = len(f)
+    return float(f @ weights[:n] + (f * f) @ weights[n:] + bias)
+
+
 class Abstainer:
     """The abstention rules of one tier: ``check(q, probabilities)`` -> (reason or None, scores).
 
@@ -188,7 +195,7 @@ class Abstainer:
                 if reason is None and scores["atypical"] > spec.typical.max_score:
                     reason = "atypical"
             if spec.anatomy is not None:
-                scores["other_anatomy"] = round(float(f @ spec.anatomy.weights + spec.anatomy.bias), 3)
+                scores["other_anatomy"] = round(anatomy_score(f, spec.anatomy.weights, spec.anatomy.bias), 3)
                 if reason is None and scores["other_anatomy"] > spec.anatomy.max_score:
                     reason = "other_anatomy"
             if probabilities and spec.min_confidence is not None:

@@ -242,7 +242,7 @@ def _vector(r: _Reader, obj: dict, key: str, where: str, n: int, positive: bool 
     v = r.get(obj, key, where, list)
     if len(v) != n or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                               for x in v):
-        raise r.fail(f"{where}.{key}", f"expected {n} finite numbers (one per feature), got {len(v)} entries")
+        raise r.fail(f"{where}.{key}", f"expected {n} finite numbers, got {len(v)} entries")
     a = np.asarray(v, np.float64)
     if positive and not (a > 0).all():
         raise r.fail(f"{where}.{key}", "every entry must be > 0")
@@ -278,7 +278,8 @@ def _abstention(r: _Reader, obj: dict, where: str, task: str) -> AbstentionSpec 
                 raise r.fail(f"{gw}.max_score", f"must be > 0 (a mean squared z-score), got {thr}")
             gates[name] = FeatureGate(thr, mean=_vector(r, g, "mean", gw, n), std=_vector(r, g, "std", gw, n, True))
         else:
-            gates[name] = FeatureGate(thr, weights=_vector(r, g, "weights", gw, n), bias=r.get(g, "bias", gw, float))
+            # one weight per feature, then one per squared feature (abstain.anatomy_score)
+            gates[name] = FeatureGate(thr, weights=_vector(r, g, "weights", gw, 2 * n), bias=r.get(g, "bias", gw, float))
     min_area = r.get(a, "min_area_px", w, int, required=False, default=0)
     if min_area < 0:
         raise r.fail(f"{w}.min_area_px", f"must be >= 0, got {min_area}")
