@@ -40,3 +40,19 @@ def test_a_control_header_lying_about_its_length_does_not_hold_the_frame_behind_
     out = p.feed(P.encode_header(P.MsgType.HELLO, 75, P.SUPPORTED_MAX) + frame)
     assert [f.seq for f in out] == [0]
     assert p.control_rejected == 1 and p.bytes_discarded == 16 and p.pending_bytes == 0
+
+
+def test_a_tier_name_or_digest_with_a_trailing_newline_is_refused():
+    """tests/test_fuzz_manifest.py: `$` in the name and sha256 patterns matches before a final
+    newline, so "cls\\n" passed as a tier name and its error lines broke in two."""
+    import yaml
+
+    from firmware_py.errors import ModelError
+    from firmware_py.inference.manifest import parse_manifest
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(DATA)), "models", "manifest.yaml")) as f:
+        doc = yaml.safe_load(f)
+    doc["tiers"][0]["name"] += "\n"
+    with pytest.raises(ModelError, match=r"tiers\[0\]\.name: .*use 1-64 letters") as e:
+        parse_manifest(yaml.safe_dump(doc), "m.yaml")
+    assert "\n" not in str(e.value)

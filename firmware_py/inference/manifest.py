@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from firmware_py.errors import ModelError
+from firmware_py.errors import ModelError, one_line, shown
 from firmware_py.files import read_bounded
 
 SCHEMA_VERSIONS = (1,)
 TASKS = ("classify", "segment")
 DECODES = {"classify": ("softmax",), "segment": ("sigmoid", "argmax")}
 DTYPES = ("int8", "uint8", "int16", "float32")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")  # \Z: "$" would let a trailing newline in
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class Manifest:
             if t.name == name:
                 return t
         known = ", ".join(t.name for t in self.tiers) or "none"
-        raise ModelError(f"{self.path}: no tier named {name!r}; known tiers: {known}")
+        raise ModelError(f"{self.path}: no tier named {shown(name)}; known tiers: {known}")
 
     def ladder(self, task: str) -> list[Tier]:
         """Tiers of one task, cheapest first."""
@@ -150,6 +150,10 @@ class Manifest:
 
     def abspath(self, f: ModelFile) -> str:
         return os.path.join(self.root, f.path)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, int) or math.isfinite(x)  # an int is finite (and may be too big for a float)
 
 
 class _Reader:
@@ -174,12 +178,12 @@ class _Reader:
         value = obj[key]
         path = f"{where}.{key}" if where else key
         if kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise self.fail(path, f"expected a finite number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+                raise self.fail(path, f"expected a finite number, got {shown(value)}")
             return float(value)
         if kind is int:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise self.fail(path, f"expected an integer, got {value!r}")
+                raise self.fail(path, f"expected an integer, got {shown(value)}")
             return value
         if not isinstance(value, kind):
             raise self.fail(path, f"expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
@@ -204,7 +208,7 @@ def _quantization(r: _Reader, obj: dict, where: str, dtype: str) -> Quantization
 def _dtype(r: _Reader, obj: dict, where: str) -> str:
     dtype = r.get(obj, "dtype", where, str)
     if dtype not in DTYPES:
-        raise r.fail(f"{where}.dtype", f"{dtype!r} is not one of {', '.join(DTYPES)}")
+        raise r.fail(f"{where}.dtype", f"{shown(dtype)} is not one of {', '.join(DTYPES)}")
     return dtype
 
 
@@ -212,7 +216,7 @@ def _model_file(r: _Reader, obj: Any, where: str, backend: str) -> ModelFile:
     obj = r.mapping(obj, where)
     path = r.get(obj, "path", where, str)
     if os.path.isabs(path) or ".." in path.replace("\\", "/").split("/"):
-        raise r.fail(f"{where}.path", f"{path!r} must be relative to the manifest folder, without '..'")
+        raise r.fail(f"{where}.path", f"{shown(path)} must be relative to the manifest folder, without '..'")
     digest = r.get(obj, "sha256", where, str).lower()
     if not _HEX64.match(digest):
         raise r.fail(f"{where}.sha256", "expected 64 hex digits (sha256sum of the file)")
@@ -258,7 +262,7 @@ def _abstention(r: _Reader, obj: dict, where: str, task: str) -> AbstentionSpec 
     w = f"{where}.abstention"
     version = r.get(a, "features", w, str)
     if version not in FEATURE_SETS:
-        raise r.fail(f"{w}.features", f"{version!r} is not a feature set this firmware computes "
+        raise r.fail(f"{w}.features", f"{shown(version)} is not a feature set this firmware computes "
                      f"({', '.join(FEATURE_SETS)}); refit with firmware-py models abstention")
     n = len(FEATURE_SETS[version])
     conf = r.get(a, "min_confidence", w, float, required=False)
@@ -292,22 +296,22 @@ def _tier(r: _Reader, obj: Any, where: str) -> Tier:
     obj = r.mapping(obj, where)
     name = r.get(obj, "name", where, str)
     if not _NAME.match(name):
-        raise r.fail(f"{where}.name", f"{name!r}: use 1-64 letters, digits, '_', '-', '.'")
+        raise r.fail(f"{where}.name", f"{shown(name)}: use 1-64 letters, digits, '_', '-', '.'")
     where = f"tiers[{name}]"
     task = r.get(obj, "task", where, str)
     if task not in TASKS:
-        raise r.fail(f"{where}.task", f"{task!r} is not one of {', '.join(TASKS)}")
+        raise r.fail(f"{where}.task", f"{shown(task)} is not one of {', '.join(TASKS)}")
     rank = r.get(obj, "rank", where, int)
 
     files_obj = r.mapping(r.get(obj, "files", where, dict), f"{where}.files")
     if "cpu" not in files_obj:
         raise r.fail(f"{where}.files", "no 'cpu' entry: every tier needs a CPU twin")
-    files = {k: _model_file(r, v, f"{where}.files.{k}", str(k)) for k, v in files_obj.items()}
+    files = {k: _model_file(r, v, f"{where}.files.{one_line(k)}", str(k)) for k, v in files_obj.items()}
 
     inp = r.mapping(r.get(obj, "input", where, dict), f"{where}.input")
     shape = r.get(inp, "shape", f"{where}.input", list)
     if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise r.fail(f"{where}.input.shape", f"{shape!r}: expected [1, H, W, C] with positive integers")
+        raise r.fail(f"{where}.input.shape", f"{shown(shape)}: expected [1, H, W, C] with positive integers")
     if shape[0] != 1:
         raise r.fail(f"{where}.input.shape", f"batch {shape[0]}: the engine feeds one frame, use 1")
     in_dtype = _dtype(r, inp, f"{where}.input")
@@ -316,7 +320,7 @@ def _tier(r: _Reader, obj: Any, where: str) -> Tier:
     pre = r.mapping(r.get(obj, "preprocess", where, dict), f"{where}.preprocess")
     grid = r.get(pre, "grid", f"{where}.preprocess", list)
     if len(grid) != 2 or list(grid) != list(shape[1:3]):
-        raise r.fail(f"{where}.preprocess.grid", f"{grid!r} must equal the input's [H, W] {list(shape[1:3])}")
+        raise r.fail(f"{where}.preprocess.grid", f"{shown(grid)} must equal the input's [H, W] {list(shape[1:3])}")
     dr = r.get(pre, "dynamic_range_db", f"{where}.preprocess", float)
     if not dr > 0:
         raise r.fail(f"{where}.preprocess.dynamic_range_db", f"must be > 0, got {dr}")
@@ -332,7 +336,7 @@ def _tier(r: _Reader, obj: Any, where: str) -> Tier:
     out_dtype = _dtype(r, out, f"{where}.output")
     decode = r.get(out, "decode", f"{where}.output", str)
     if decode not in DECODES[task]:
-        raise r.fail(f"{where}.output.decode", f"{decode!r} does not fit task {task}; use {' or '.join(DECODES[task])}")
+        raise r.fail(f"{where}.output.decode", f"{shown(decode)} does not fit task {task}; use {' or '.join(DECODES[task])}")
     labels = r.get(out, "labels", f"{where}.output", list, required=task == "classify", default=[])
     if not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
         raise r.fail(f"{where}.output.labels", "must be distinct strings")
@@ -346,7 +350,7 @@ def _tier(r: _Reader, obj: Any, where: str) -> Tier:
             raise r.fail(f"{where}.output.threshold.value", f"{value} is not a probability in 0..1")
         label = r.get(thr_obj, "label", f"{where}.output.threshold", str, required=task == "classify")
         if label is not None and label not in labels:
-            raise r.fail(f"{where}.output.threshold.label", f"{label!r} is not one of the labels {labels}")
+            raise r.fail(f"{where}.output.threshold.label", f"{shown(label)} is not one of the labels {shown(labels)}")
         threshold = Threshold(label, value)
     applied = r.get(out, "applied_in_model", f"{where}.output", bool, required=False, default=True)
     output = OutputSpec(
@@ -385,6 +389,8 @@ def parse_manifest(text: str | bytes, path: str = "manifest.yaml") -> Manifest:
     r = _Reader(path)
     try:
         doc = yaml.safe_load(text)
+    except RecursionError:
+        raise ModelError(f"{path}: nested too deeply to be a manifest; rebuild the manifest") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -396,7 +402,10 @@ def parse_manifest(text: str | bytes, path: str = "manifest.yaml") -> Manifest:
     tiers_obj = r.get(doc, "tiers", "", list)
     if not tiers_obj:
         raise r.fail("tiers", "empty: list at least one tier")
-    tiers = tuple(_tier(r, t, f"tiers[{i}]") for i, t in enumerate(tiers_obj))
+    try:
+        tiers = tuple(_tier(r, t, f"tiers[{i}]") for i, t in enumerate(tiers_obj))
+    except OverflowError:  # float() of a huge integer somewhere in a tier
+        raise ModelError(f"{path}: a number too large for a float; rebuild the manifest") from None
     names = [t.name for t in tiers]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
