@@ -143,8 +143,9 @@ def rung_draw(model: PowerModel, i: int) -> float:
 
 
 def discharge(*, noise=0.0, glitch=0.0, missing=0.0, hours=4.0, seed=0, adapt=True, period=1.0, bands=None,
-              meters: list | None = None):
+              meters: list | None = None, jump: tuple[float, float] = (0.0, 0.0)):
     """Full to empty with one decision per ``period``; the pack sized so the top rung lasts ``hours``.
+    ``jump``: (at this charge, percent points lost at once), a gauge recalibrating or a cell sagging.
     Yields (time, rung, true charge, whether the gauge has answered yet) after each decision."""
     rng = random.Random(seed)
     clock = Clock()
@@ -165,6 +166,9 @@ def discharge(*, noise=0.0, glitch=0.0, missing=0.0, hours=4.0, seed=0, adapt=Tr
                 meter.add_inference(g.tier, COST_S[g.tier])
         clock.t += period
         true = b.read().percent
+        if jump[1] and true <= jump[0]:
+            b.drain(b.capacity_wh * 3600 * jump[1] / 100)
+            true, jump = b.read().percent, (0.0, 0.0)
         if meter is not None:
             meter.tick(fps=g.fps or 30.0, active_tier=g.tier)
         if adapt:
@@ -181,12 +185,12 @@ def discharge(*, noise=0.0, glitch=0.0, missing=0.0, hours=4.0, seed=0, adapt=Tr
 
 @settings(max_examples=40, deadline=None)
 @given(noise=st.floats(0, 1.5), glitch=st.floats(0, 0.01), missing=st.floats(0, 0.3), seed=st.integers(0, 2 ** 16),
-       period=st.sampled_from([0.5, 1.0, 2.0]))
+       period=st.sampled_from([0.5, 1.0, 2.0]), jump=st.tuples(st.floats(5, 100), st.floats(0, 60)))
 def test_a_noisy_gappy_discharge_in_a_closed_loop_moves_at_most_once_a_dwell_always_down_and_ends_at_the_bottom(
-        noise, glitch, missing, seed, period):
-    last_move, previous, rung, blind = None, len(RUNGS) - 1, None, False
-    for t, rung, _true, answered in discharge(noise=noise, glitch=glitch, missing=missing, seed=seed, hours=0.5,
-                                              period=period):
+        noise, glitch, missing, seed, period, jump):
+    last_move, previous, rung, blind, critical_s = None, len(RUNGS) - 1, None, False, 0.0
+    for t, rung, true, answered in discharge(noise=noise, glitch=glitch, missing=missing, seed=seed, hours=0.5,
+                                              period=period, jump=jump):
         if rung != previous:
             assert abs(rung - previous) == 1
             # A discharge never sends it back up (that would be flapping), except once out of the safe rung
@@ -195,7 +199,9 @@ def test_a_noisy_gappy_discharge_in_a_closed_loop_moves_at_most_once_a_dwell_alw
             blind = not answered  # this move was taken before any reading
             assert last_move is None or t - last_move >= DWELL
             last_move, previous = t, rung
-    assert rung == 0  # empty: the critical band's bottom rung
+        critical_s += period if true < 10.0 else 0.0
+    if critical_s > (len(RUNGS) + 1) * DWELL:  # time to walk down (a jump may empty the pack at once)
+        assert rung == 0  # empty: the critical band's bottom rung
 
 
 def test_each_band_settles_on_its_rung_and_a_four_hour_discharge_takes_seconds():
