@@ -353,10 +353,7 @@ SENSOR_TIMEOUT_S = 0.5
 POLICY_PERIOD_S = 0.1
 PROBE_BATTERY = {
     "probe_without_telemetry": pytest.param(0.0),
-    "probe_reporting_its_own_battery": pytest.param(1.0, marks=pytest.mark.xfail(
-        strict=True, reason="daemon/tiers.py read_sensors takes the lower of the board's and the probe's charge, "
-                            "so with the board gauge dead the probe's 99 % stands in for it and the policy stays "
-                            "at 'battery ok' on the top rung; reported for the power policy's owner")),
+    "probe_reporting_its_own_battery": pytest.param(1.0),  # its 99 % must not stand in for the board's
 }
 
 

@@ -30,7 +30,7 @@ THREE_TIERS = [{"name": "small", "cpu": "cls_int8.tflite", "rank": 0},
 class Rig:
     """A TierController on a real engine (three signed test tiers), its policy on the fake clock."""
 
-    def __init__(self, tmp_path, battery, thermal, *, monitor=None, **policy):
+    def __init__(self, tmp_path, battery, thermal, *, monitor=None, link_stats=None, **policy):
         self.clock = Clock()
         self.engine, _ = signed_engine(tmp_path / "models", THREE_TIERS)
         args = dict(low_battery=30, critical_battery=10, hot_c=75, hysteresis=5, latency_budget_ms=1000,
@@ -38,7 +38,7 @@ class Rig:
         args.update(policy)
         self.policy = TierPolicy(len(self.engine.ladder), clock=self.clock, **args)
         self.ctl = TierController(self.engine, self.policy, battery, thermal, LatencyWindow(), monitor=monitor,
-                                  clock=self.clock)
+                                  link_stats=link_stats, clock=self.clock)
         self.ctl.step(wait=True)
 
     def step(self, seconds: float = 1.0) -> str:
@@ -103,6 +103,25 @@ def test_a_battery_gone_from_sysfs_shows_in_status_and_the_policy_falls_back_to_
     assert rig.step() == "medium" and rig.step(60.0) == "medium"  # and it stays there
     supply(tmp_path / "ps", "BAT0", type="Battery", capacity=80, status="Discharging")
     assert rig.step() == "large" and rig.ctl.readings.faults == []  # the gauge is back: so is the top
+
+
+def test_the_probes_charge_lowers_the_rung_but_never_stands_in_for_a_failed_board_gauge(tmp_path, rig_factory):
+    (tmp_path / "ps").mkdir()
+    bat = supply(tmp_path / "ps", "BAT0", type="Battery", capacity=90, status="Discharging")
+    probe = {"telemetry_age_s": 0.2, "battery_pct": 99}
+    rig = rig_factory(SysfsBattery(str(tmp_path / "ps")), SysfsThermal(str(zone(tmp_path, 45000))),
+                      link_stats=lambda: dict(probe))
+    assert rig.engine.active_tier.name == "large"
+    shutil.rmtree(bat)
+    assert rig.step(31.0) == "medium" and rig.ctl.reason == "battery unreadable: safe rung"
+    assert rig.ctl.readings.battery_percent == 99  # shown, but the policy does not take it for the board's
+    supply(tmp_path / "ps", "BAT0", type="Battery", capacity=90, status="Discharging")
+    assert rig.step() == "large"
+    probe["battery_pct"] = 7  # the probe runs out first: it sets the cap, once the median of 5 readings says so
+    assert [rig.step() for _ in range(4)] == ["large", "large", "medium", "small"]
+    assert rig.ctl.reason == "probe battery critical"
+    supply(tmp_path / "ps", "BAT0", status="Charging")  # on the charger: no battery cap at all
+    assert rig.step() == "medium" and rig.ctl.reason == "charging"
 
 
 def test_a_thermal_zone_that_fails_caps_the_policy_at_the_safe_rung_after_the_timeout(tmp_path, rig_factory):

@@ -34,7 +34,7 @@ def test_the_probes_low_battery_walks_the_daemon_down_to_fewer_analysed_frames_a
         assert daemon.engine.active_tier.name == "small" and daemon.frames.analysis_every == 2
         assert wait_for(lambda: daemon.frames.skipped_by_rate >= 3, 20)
         status = daemon.status_text()
-        assert re.search(r"skip \d+ .*rung small 1/2 @15fps \[battery critical\] \| batt [67]%", status), status
+        assert re.search(r"skip \d+ .*rung small 1/2 @15fps \[probe battery critical\] \| batt [67]%", status), status
         daemon.commands.call("tier", tier="large")  # the console's pin still wins, at the probe's own rate
         assert daemon.frames.analysis_every == 1 and abs(probe.sim.fps - 40.0) < 8
     finally:

@@ -24,7 +24,7 @@ PIN_TIMEOUT_S = 60.0
 
 @dataclass
 class Readings:
-    battery_percent: float | None = None  # what the policy uses: the lower of the board's and the probe's
+    battery_percent: float | None = None  # shown: the lower of the board's and the probe's (the first to run out)
     board_battery_percent: float | None = None
     probe_battery_percent: float | None = None  # from the probe's telemetry, while it is fresh
     charging: bool = False  # the board's gauge says external power is present
@@ -186,8 +186,12 @@ class TierController:
         if current is None:  # a reloaded set whose swap is still pending: decide next period
             return
         self.policy.resize(len(rungs))
-        target = self.policy.decide(current, PolicyInputs(r.battery_percent, r.temperature_c, r.latency_p95_ms,
-                                                          charging=r.charging, budget_ms=r.budget_ms))
+        # The board's gauge and the probe's charge separately: the probe's may lower the rung, never
+        # stand in for a board gauge that fails (that one falls back to the safe rung).
+        target = self.policy.decide(current, PolicyInputs(r.board_battery_percent, r.temperature_c,
+                                                          r.latency_p95_ms, charging=r.charging,
+                                                          budget_ms=r.budget_ms,
+                                                          probe_battery_percent=r.probe_battery_percent))
         if wait or jump:
             target = self.policy.goal
             self.policy.moved()

@@ -7,8 +7,10 @@ and the policy's *goal* is the lowest cap:
   (below ``low``: one below the top; below ``critical``: the bottom) lower it. While charging
   the battery sets no cap. A band is left upwards only once the charge clears its threshold
   by ``hysteresis``. The charge is the median of the last five readings, so one wild reading
-  moves nothing. No reading for ``sensor_timeout_s`` (or never one): ``safe_rung`` below the
-  top, the configured safe choice for a gauge that is missing or failing. The same holds for the
+  moves nothing. The probe's own charge (its telemetry) goes through the same bands on its own
+  and can only lower the cap: it never stands in for the board's gauge. No board reading for
+  ``sensor_timeout_s`` (or never one): ``safe_rung`` below the top, the configured safe choice
+  for a gauge that is missing or failing. The same holds for the
   temperature: no reading for ``sensor_timeout_s`` (or never one) caps the policy at the safe rung.
 * heat: on becoming hot (above ``hot_c``), one rung below the current one, held until the
   temperature falls below ``hot_c - hysteresis``; one more rung only if, a dwell later, it is
@@ -44,6 +46,9 @@ class PolicyInputs:
     latency_ms: float | None  # p95 over the window; None: not enough frames yet
     charging: bool = False
     budget_ms: float | None = None  # the frame budget; None: power.latency_budget_ms
+    # The probe's own charge (telemetry): it can lower the cap like the board's, never stand in for
+    # a board gauge that fails (battery_percent None still falls back to the safe rung).
+    probe_battery_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,8 @@ class TierPolicy:
         # A lower charge never allows more than a higher one: each band's cap is the deepest so far.
         self.bands = [(t, max(d for _, d in bands_[:i + 1])) for i, (t, _) in enumerate(bands_)]
         self._band = -1  # index into self.bands of the lowest band entered; -1: above every threshold
+        self._probe_band = -1  # the same for the probe's own charge
+        self._probe_recent: collections.deque[float] = collections.deque(maxlen=5)
         self._last_good: float | None = None
         self._last_temp: float | None = None  # when the temperature was last readable
         self._recent: collections.deque[float] = collections.deque(maxlen=5)  # a median rejects one wild read
@@ -131,23 +138,32 @@ class TierPolicy:
         if pct is not None:
             self._last_good = now
             self._recent.append(pct)
-            self._update_band(statistics.median(self._recent))
+            self._band = self._next_band(self._band, statistics.median(self._recent))
         elif self._last_good is None or now - self._last_good > self.sensor_timeout:
             return max(0, self.top - self.safe_rung), "battery unreadable: safe rung"
         if charging:
             return self.top, "charging"
-        if self._band < 0:
-            return self.top, "battery ok"
-        threshold, down = self.bands[self._band]
-        name = "critical" if threshold == self.critical else "low" if threshold == self.low else f"<{threshold:g}%"
-        return max(0, self.top - down) if down != math.inf else 0, f"battery {name}"
+        return self._band_cap(self._band, "battery")
 
-    def _update_band(self, pct: float) -> None:
+    def _probe_cap(self, pct: float) -> tuple[int, str]:
+        self._probe_recent.append(pct)
+        self._probe_band = self._next_band(self._probe_band, statistics.median(self._probe_recent))
+        return self._band_cap(self._probe_band, "probe battery")
+
+    def _band_cap(self, band: int, what: str) -> tuple[int, str]:
+        if band < 0:
+            return self.top, f"{what} ok"
+        threshold, down = self.bands[band]
+        name = "critical" if threshold == self.critical else "low" if threshold == self.low else f"<{threshold:g}%"
+        return max(0, self.top - down) if down != math.inf else 0, f"{what} {name}"
+
+    def _next_band(self, band: int, pct: float) -> int:
         measured = max((i for i, (t, _) in enumerate(self.bands) if pct < t), default=-1)
-        if measured > self._band:
-            self._band = measured  # down at once
-        while self._band > measured and pct >= self.bands[self._band][0] + self.hyst:
-            self._band -= 1  # up only past the threshold plus the margin
+        if measured > band:
+            band = measured  # down at once
+        while band > measured and pct >= self.bands[band][0] + self.hyst:
+            band -= 1  # up only past the threshold plus the margin
+        return band
 
     def _heat(self, temp: float | None, current: int, now: float) -> None:
         if temp is None:
@@ -178,6 +194,10 @@ class TierPolicy:
         now = self._clock()
         current = min(current, self.top)
         goal, reason = self._battery_cap(inputs.battery_percent, inputs.charging, now)
+        if inputs.probe_battery_percent is not None and not inputs.charging:
+            probe_goal, probe_reason = self._probe_cap(inputs.probe_battery_percent)
+            if probe_goal < goal:
+                goal, reason = probe_goal, probe_reason
         self._heat(inputs.temperature_c, current, now)
         if inputs.temperature_c is not None:
             self._last_temp = now
