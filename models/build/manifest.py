@@ -98,7 +98,9 @@ def tier_yaml(rec: dict, models_dir: str) -> str:
     # the record as written (docs/model-manifest.md).
     for key in ("calibration", "abstention"):
         if rec.get(key):
-            out.append(f"    {key}: {_flow(_round(rec[key]))}")
+            # abstention as measured: its vectors hold 6 significant digits, and 4 decimals would zero
+            # the weights of squared features (abstention.py measured exactly these values)
+            out.append(f"    {key}: {_flow(rec[key] if key == 'abstention' else _round(rec[key]))}")
     return "\n".join(out)
 
 
