@@ -11,7 +11,7 @@ SOURCES   = setup.py pyproject.toml $(wildcard kernels/*.pyx kernels/*.pxd kerne
 
 DATA     ?= ../shared/data
 
-.PHONY: demo test test-train test-interpreter test-arm64 bench bench-compare bench-baseline models fuzz-models soak clean help
+.PHONY: demo test test-train test-interpreter test-arm64 bench bench-compare bench-baseline models fuzz-models fuzz soak clean help
 
 help:
 	@echo "make demo [DURATION=20]   run the daemon against the probe simulator for DURATION seconds"
@@ -24,6 +24,7 @@ help:
 	@echo "make test-arm64           the suite on emulated aarch64 (root) [ARM64_SUITE=$(ARM64_SUITE) ARM64_CPU=$(ARM64_CPU)]"
 	@echo "make models DATA=DIR      rebuild the model zoo from the data (installs the train extra)"
 	@echo "make fuzz-models N=200    N mutated, signed model files at engine start and reload [SEED=1]"
+	@echo "make fuzz SECONDS=60      atheris on the frame parser, then on the console, SECONDS each (fuzz extra)"
 	@echo "make soak FRAMES=100000   the daemon at the simulator's maximum rate: RSS, fds, threads, journal bound"
 
 $(BIN)/python:
@@ -68,6 +69,16 @@ FRAMES       ?= 100000
 SOAK_TIMEOUT ?= 1800
 soak: $(VENV)/.installed-test
 	$(BIN)/firmware-py bench soak --frames $(FRAMES) --timeout $(SOAK_TIMEOUT)
+
+# Seeds in tests/fuzz/corpus/ (tests/fuzz/make_corpus.py); findings and new inputs go to $(OUT)/fuzz.
+SECONDS ?= 60
+$(VENV)/.installed-fuzz: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e '.[test,fuzz]'
+	@touch $@
+
+fuzz: $(VENV)/.installed-fuzz
+	$(BIN)/python tests/fuzz/fuzz.py parser --seconds $(SECONDS) --out $(OUT)/fuzz
+	$(BIN)/python tests/fuzz/fuzz.py console --seconds $(SECONDS) --out $(OUT)/fuzz
 
 test-train: $(VENV)/.installed-train
 	$(BIN)/python -c "import tensorflow" && $(BIN)/python -m pytest tests/test_models_build_smoke.py tests/test_models_build_augment.py $(PYTEST_ARGS)

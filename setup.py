@@ -130,6 +130,9 @@ setup(
         # OpenCV is the kernel benchmark's baseline only: no test needs it, never on the device.
         # matplotlib draws bench e2e's plots.
         "bench": ["opencv-python-headless>=4.8,<5", "pillow>=10", "matplotlib>=3.7"],
+        # `make fuzz`: coverage-guided fuzzing of the parser and the console (tests/fuzz/); PyPI has
+        # a CPython 3.11 manylinux x86_64 wheel (checked: 2.3.0, 3.0.0). Never on the device.
+        "fuzz": ["atheris>=2.3"],
         # Model building only, never on the device. TensorFlow 2.14 is pinned: its converter emits
         # op versions the device's tflite-runtime 2.14 runs, its Keras 2 is what
         # tensorflow-model-optimization 0.7 (QAT) supports, and it accepts numpy<2.
