@@ -235,7 +235,9 @@ def targets(res: dict, args, bound: float) -> dict[str, tuple[bool, str]]:
     }
     if args.expect_rotation:
         t["journal_rotated"] = (bool(j["rotations"]) and j["rotated_file"],
-                                f"journal rotated {j['rotations']} time(s), JOURNAL.1 present: {j['rotated_file']}")
+                                f"journal rotated {j['rotations']} time(s), JOURNAL.1 present: {j['rotated_file']}"
+                                + ("" if j["rotations"] else "; the run never reached the bound: lower "
+                                   "--journal-max-mb or raise --frames (or --no-expect-rotation)"))
     return t
 
 
@@ -247,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lines", type=int, default=64, help="scan lines (default 64)")
     ap.add_argument("--samples", type=int, default=256, help="samples per line (default 256)")
     ap.add_argument("--tier", default="smallest", help="tier name or 'smallest' (default)")
-    ap.add_argument("--journal-max-mb", type=float, default=4.0,
-                    help="output.journal_max_mb for the run (default 4: a 100000-frame run rotates)")
+    ap.add_argument("--journal-max-mb", type=float, default=1.0,
+                    help="output.journal_max_mb for the run (default 1: small, so that it rotates often)")
     ap.add_argument("--expect-rotation", action=argparse.BooleanOptionalAction, default=True,
                     help="fail unless the journal rotated at least once (default on)")
     ap.add_argument("--rss-limit-mb", type=float, default=RSS_LIMIT_MB)
