@@ -131,3 +131,16 @@ def test_shipped_manifest_carries_a_calibration_the_engine_loads():
     by_name = {t.name: t for t in loaded.tiers}
     for t in tiers:
         assert by_name[t["name"]].calibration.temperature == pytest.approx(t["calibration"]["temperature"])
+
+
+def test_build_checkpoints_stay_out_of_the_models_folder(tmp_path):
+    """`models sign` refuses any .tflite under the models folder the manifest does not list, and a
+    finished tier's checkpoint is one: a work dir inside models/ checkpoints under .cache instead."""
+    from firmware_py.models.build.checkpoint import root
+
+    models = tmp_path / "repo" / "models"
+    (models / "report" / "cv").mkdir(parents=True)
+    inside = root(str(models / "report" / "cv"), str(models))
+    assert not os.path.realpath(inside).startswith(os.path.realpath(str(models)) + os.sep)
+    assert inside == str(tmp_path / "repo" / ".cache" / "models-build" / "cv" / "ckpt")
+    assert root(str(tmp_path / "elsewhere"), str(models)) == str(tmp_path / "elsewhere" / "ckpt")

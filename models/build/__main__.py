@@ -39,7 +39,8 @@ def build_parser():
                          "issue 16) or basic (the recipe of the tiers shipped before it)")
     ap.add_argument("--max-train", type=int, default=None, help="cap the training set (smoke runs)")
     ap.add_argument("--fresh", action="store_true",
-                    help="discard the per-fold checkpoints (<work-dir>/ckpt) instead of resuming from them")
+                    help="discard the per-fold checkpoints (<work-dir>/ckpt, or .cache/models-build/<name>/ckpt for a "
+                         "work dir inside models/) instead of resuming from them")
     ap.add_argument("--tiers", default=None,
                     help="comma list of student tiers to retrain (default all); their results replace "
                          "the old ones in each fold's JSON")

@@ -1,6 +1,6 @@
 """Per-fold, per-tier checkpoints, so a build longer than one working session can continue.
 
-<work>/ckpt/<task>_fold<k>/ holds meta.json (the split's signature and the training settings),
+<root>/<task>_fold<k>/ (root(): outside the models folder) holds meta.json (the split's signature and the training settings),
 the trained teacher's weights, and per finished student its record (JSON) and int8 file. A
 rerun of the same fold with the same split and settings loads the teacher instead of training
 it and skips every finished student; anything else starts the fold afresh (the stale files are
@@ -14,6 +14,18 @@ import os
 import shutil
 
 log = logging.getLogger("firmware_py.models.build")
+MODELS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def root(work_dir: str, models_dir: str = MODELS_DIR) -> str:
+    """Where a build's checkpoints go: <work_dir>/ckpt, except for a work dir inside the models
+    folder (models/report/cv, the default): `models sign` / `verify` refuse every .tflite under
+    the models folder that the manifest does not list, and a finished tier's checkpoint is one.
+    Those go to <repo>/.cache/models-build/<work dir name>/ckpt (gitignored)."""
+    work, models = os.path.realpath(work_dir), os.path.realpath(models_dir)
+    if os.path.commonpath([work, models]) != models:
+        return os.path.join(work_dir, "ckpt")
+    return os.path.join(os.path.dirname(models), ".cache", "models-build", os.path.basename(work), "ckpt")
 
 
 class FoldCheckpoint:

@@ -22,6 +22,7 @@ from . import data as D
 from . import splits
 from . import tiers as Z
 from .checkpoint import FoldCheckpoint
+from .checkpoint import root as ckpt_root
 
 MODELS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 log = logging.getLogger("firmware_py.models.build")
@@ -58,7 +59,8 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
 
     Splits are grouped (splits.py): no near-duplicate group or patient straddles two splits, and
     label-conflict groups are left out. Each fold checkpoints its teacher and finished students
-    under <work_dir>/ckpt, and a rerun resumes from them; `fresh` discards them first.
+    under checkpoint.root(work_dir) (outside the models folder), and a rerun resumes from them;
+    `fresh` discards them first.
 
     `only` (tier names) retrains just those students, with a teacher retrained from the same seed,
     and merges their results into the fold's existing JSON (see _merge_rerun)."""
@@ -102,7 +104,7 @@ def build(data: str, tasks=("busi", "ddti"), folds=(0, 1, 2, 3, 4), n_folds: int
         results[task] = []
         for k in folds:
             split, _ = splits.for_fold(task, items, n_folds, k, cfg.seed, cfg.val_fraction, grouping)
-            ckpt_dir = os.path.join(work_dir, "ckpt", f"{task}_fold{k}")
+            ckpt_dir = os.path.join(ckpt_root(work_dir, models_dir), f"{task}_fold{k}")
             if fresh and os.path.isdir(ckpt_dir):
                 shutil.rmtree(ckpt_dir)
             if only:  # the chosen students retrain; the fold's teacher checkpoint stays

@@ -525,7 +525,8 @@ def _retrain_section(models_dir):
     if not res:
         out += ["Not finished, so nothing was shipped: the tiers above and in the manifest are the old ones. The "
                 "run checkpoints every epoch of every phase (teacher, each student's distillation and pruning) and "
-                "every finished tier under models/report/cv_device/ckpt (gitignored); the same command resumes it "
+                "every finished tier under .cache/models-build/cv_device/ckpt (gitignored, outside models/ because "
+                "`models sign` refuses any .tflite there that the manifest does not list); the same command resumes it "
                 "after the last saved epoch:", "", "```", resume, "```", "",
                 "When it has finished (busi_fold0.json appears in that folder and its table above): compare its "
                 "int8 fold 0 test figures (grouped, leakage-free) with the shipped tiers' leakage-free figures "

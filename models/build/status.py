@@ -3,7 +3,7 @@ teacher's validation accuracy from its last per-epoch checkpoint.
 
     python -m firmware_py.models.build status --work-dir models/report/cv_device --data ../shared/data [--validate]
 
-Reads <work-dir>/build.log (the progress lines) and <work-dir>/ckpt/<task>_fold<k>/ (train.fit's
+Reads <work-dir>/build.log (the progress lines) and checkpoint.root(work-dir)/<task>_fold<k>/ (train.fit's
 per-epoch state, checkpoint.py's finished tiers); writes <work-dir>/status.json, which REPORT.md
 shows. --validate needs TensorFlow: it loads the teacher's last saved epoch and measures it (float)
 on the fold's grouped validation split.
@@ -50,7 +50,9 @@ def from_log(path: str) -> dict:
 def finished_tiers(work_dir: str) -> dict:
     """{'<task>_fold<k>': {'teacher': bool, 'students': [names]}} from the fold checkpoints."""
     out = {}
-    for d in sorted(glob.glob(os.path.join(work_dir, "ckpt", "*_fold*"))):
+    from .checkpoint import root
+
+    for d in sorted(glob.glob(os.path.join(root(work_dir), "*_fold*"))):
         out[os.path.basename(d)] = {
             "teacher": os.path.exists(os.path.join(d, "teacher.weights.h5")),
             "students": sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(d, "*.json"))
@@ -68,11 +70,13 @@ def teacher_validation(work_dir: str, data: str, fold: int = 0, threads: int = 2
     from . import tiers as Z
 
     tfutil.setup_tf(1234, threads)
-    ck = os.path.join(work_dir, "ckpt", f"busi_fold{fold}", "teacher_train")
+    from .checkpoint import root
+
+    ck = os.path.join(root(work_dir), f"busi_fold{fold}", "teacher_train")
     latest = tf.train.latest_checkpoint(ck)
     if latest is None:
         raise FileNotFoundError(f"{ck}: no per-epoch teacher checkpoint yet")
-    with open(os.path.join(work_dir, "ckpt", f"busi_fold{fold}", "meta.json")) as fh:
+    with open(os.path.join(root(work_dir), f"busi_fold{fold}", "meta.json")) as fh:
         cfg = json.load(fh)["settings"]
     items = D.load_busi(D.resolve(data, "busi"))
     split, _ = splits.for_fold("busi", items, 5, fold, cfg["seed"], cfg["val_fraction"])
