@@ -80,6 +80,8 @@ def account(sent: int, results: int, before: dict, after: dict, with_counters: b
                "emitted, not read by the bench": d.get("host_delivered", 0) - results,
                "cut off mid-frame": d.get("frames_in_progress", 0)}
     corrupt = {k.split(":", 1)[1]: v for k, v in d.items() if k.startswith("rejected:")}
+    # Intact frames that came before the session's handshake are dropped, not corrupt (the status line agrees).
+    dropped["arrived before the handshake"] = corrupt.pop("no_handshake", 0)
     corrupt["lost in a sequence gap"] = d.get("frames_lost_gap", 0)
     corrupt["rejected by processing"] = d.get("frames_rejected_processing", 0)
     seen = results + sum(dropped.values()) + sum(corrupt.values())
