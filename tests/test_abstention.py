@@ -85,8 +85,10 @@ def test_device_rules_come_first_in_their_documented_order():
     ab = abstainer()
     ab.check(black)
     assert ab.check(black)[0] == "blank"  # blank before frozen
-    noisy_white = codes(np.full((64, 64), 255.0))
-    assert reason(noisy_white) == "blank"  # uniform white: blank before saturated
+    white = codes(np.full((64, 64), 255.0))
+    assert reason(white) == "saturated"  # uniform white: saturated before blank
+    ab.check(white)
+    assert ab.check(white)[0] == "saturated"  # and before frozen
 
 
 def spec_block(**over) -> dict:

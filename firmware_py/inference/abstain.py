@@ -4,9 +4,9 @@ Everything here runs per frame on the int8 input the model already received and 
 output, so it costs a few passes over at most 128 x 128 codes (no second model, no extra invoke).
 Rules, checked in this order; the first that holds is the result's reason:
 
+``saturated``     at least ``saturated_min_share`` of the pixels are at display >= 250
 ``blank``         the frame is black or uniform: its 95th percentile display level is at most
                   ``blank_max_level``, or the 5th-95th percentile spread is at most ``blank_max_spread``
-``saturated``     at least ``saturated_min_share`` of the pixels are at display >= 250
 ``frozen``        the probe froze: fewer than ``frozen_max_changed_share`` of the codes differ by more
                   than ``frozen_tolerance`` from the previous analysed frame of this tier (live frames
                   always differ: speckle decorrelates and the receiver adds noise)
@@ -47,7 +47,7 @@ FEATURES_V1 = (
     "speckle_snr",                               # std / mean in the brighter half of the 4 x 4 blocks
 ) + tuple(f"thumb{i}" for i in range(16))        # 4 x 4 thumbnail of the frame
 FEATURE_SETS = {"v1": FEATURES_V1}
-REASONS = ("blank", "saturated", "frozen", "no_tissue", "atypical", "other_anatomy", "low_confidence")
+REASONS = ("saturated", "blank", "frozen", "no_tissue", "atypical", "other_anatomy", "low_confidence")
 
 SECTION = Section({
     "enabled": Key("bool", True, "Mark results `indeterminate` (with a reason) instead of reporting a diagnosis "
@@ -180,10 +180,10 @@ class Abstainer:
             changed = float(np.count_nonzero(diff > cfg.frozen_tolerance)) / q.size
             scores["changed_share"] = round(changed, 5)
         reason = None
-        if f[6] <= cfg.blank_max_level or f[6] - f[2] <= cfg.blank_max_spread:
-            reason = "blank"
-        elif f[19] >= cfg.saturated_min_share:
+        if f[19] >= cfg.saturated_min_share:  # first: a white frame is uniform too, and "saturated" says why
             reason = "saturated"
+        elif f[6] <= cfg.blank_max_level or f[6] - f[2] <= cfg.blank_max_spread:
+            reason = "blank"
         elif changed is not None and changed < cfg.frozen_max_changed_share:
             reason = "frozen"
         elif f[17] < cfg.no_tissue_max_structure:
