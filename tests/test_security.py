@@ -128,27 +128,36 @@ def test_wrong_pins_typed_as_fast_as_replies_come_are_held_to_the_configured_rat
     rig = Rig(tmp_path, **guard)
     try:
         t = rig.tech
-        checked = refused = 0
+        checks: list[tuple[float, float]] = []  # (typed, answered) of each PIN the guard let be checked
+        refused = 0
         start = time.monotonic()
         guess = 1000
         while time.monotonic() - start < 7.0:
+            typed = time.monotonic()
             reply = t.ask(f"login {guess}")
             assert "\n" not in reply.strip(), reply  # one line per try
             if reply.startswith("error: wrong PIN"):
-                checked, guess = checked + 1, guess + 1
+                checks.append((typed, time.monotonic()))
+                guess += 1
             else:
                 assert "wait" in reply or "locked" in reply, reply
                 refused += 1
         elapsed = time.monotonic() - start
-        bound = allowed_checks(elapsed, **guard)
-        # never more than the schedule allows; and the guard is not simply refusing everything
-        assert bound - 2 <= checked <= bound, (checked, bound)
-        assert refused > 10 * checked  # the attacker's other tries never reached the digest
         locked = t.ask("login 2468")  # the right PIN (tests/console_rig.py), inside a lockout or a back-off
         assert locked.startswith("error: ") and not rig.daemon.console.logged_in
         assert "1000" not in t.raw.decode("utf-8", "replace")  # typed PINs show as stars
     finally:
         rig.close()
+    # Each check came no sooner after the one before than the schedule allows: the k-th wrong PIN
+    # of a run waits backoff_s * 2**(k-1), the max_failures-th the lockout. A check happened
+    # between its line being typed and answered, so answered(i+1) - typed(i) bounds the gap.
+    for i in range(1, len(checks)):
+        k = (i - 1) % guard["max_failures"] + 1
+        wait = guard["lockout_s"] if k == guard["max_failures"] else guard["backoff_s"] * 2 ** (k - 1)
+        assert checks[i][1] - checks[i - 1][0] >= wait, (i, k, checks[i][1] - checks[i - 1][0], wait)
+    checked, bound = len(checks), allowed_checks(elapsed, **guard)
+    assert guard["max_failures"] < checked <= bound  # past one lockout, never more than the schedule
+    assert refused > 10 * checked  # the attacker's other tries never reached the digest
     with capsys.disabled():
         print(f"\nconsole brute force over a pty: {checked} PINs checked in {elapsed:.1f} s "
               f"({60 * checked / elapsed:.0f}/min with max_failures 3, backoff 0.25 s, lockout 2 s; "
