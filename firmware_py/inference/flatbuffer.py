@@ -73,6 +73,26 @@ class _Reader:
         for i in range(length):
             yield self.table(self.indirect(start + 4 * i))
 
+    def subtable(self, t, idx: int) -> tuple[int, int, int] | None:
+        f = self.field(t, idx)
+        return None if f is None else self.table(self.indirect(f))
+
+    def scalar(self, t, idx: int, fmt: struct.Struct, default: int = 0) -> int:
+        f = self.field(t, idx)
+        if f is None:
+            return default
+        self.need(f, fmt.size)
+        return fmt.unpack_from(self.d, f)[0]
+
+    def indices(self, t, idx: int, limit: int, what: str) -> list[int]:
+        """An int32 vector whose entries must be -1 (optional) or below ``limit``."""
+        start, length = self.vector(t, idx, 4)
+        out = [_I32.unpack_from(self.d, start + 4 * i)[0] for i in range(length)]
+        for v in out:
+            if not -1 <= v < limit:
+                raise _Bad(f"{what} index {v} out of range (0..{limit - 1})")
+        return out
+
 
 def _walk(r: _Reader) -> None:
     if r.n < 8 or r.d[4:8] != b"TFL3":
@@ -90,25 +110,59 @@ def _walk(r: _Reader) -> None:
             off, size = _U64.unpack_from(r.d, off_f)[0], _U64.unpack_from(r.d, size_f)[0]
             if off > 1:
                 r.need(off, size)
-    subgraphs = 0
+    n_codes = sum(1 for _ in r.tables(model, 1))
+    r.vector(model, 3, 1)  # description string
+    tensors_per_subgraph = []
     for sg in r.tables(model, 2):  # subgraphs
-        subgraphs += 1
         n_tensors = 0
         for tensor in r.tables(sg, 0):
             n_tensors += 1
-            r.vector(tensor, 0, 4)  # shape
+            _, rank = r.vector(tensor, 0, 4)  # shape
             bf = r.field(tensor, 2)
             if bf is not None and r.u32(bf) >= max(n_buffers, 1):
                 raise _Bad(f"tensor refers to buffer {r.u32(bf)} of {n_buffers}")
+            r.vector(tensor, 3, 1)  # name string
+            r.vector(tensor, 7, 4)  # shape_signature
+            q = r.subtable(tensor, 4)  # quantization
+            if q is not None:
+                r.vector(q, 0, 4), r.vector(q, 1, 4)  # min, max
+                _, n_scales = r.vector(q, 2, 4)
+                r.vector(q, 3, 8)  # zero_point (int64)
+                r.subtable(q, 5)  # details
+                dim = r.scalar(q, 6, _I32)
+                if n_scales > 1 and not 0 <= dim < rank:  # per-channel along a dimension the shape has
+                    raise _Bad(f"tensor quantized along dimension {dim} of a rank-{rank} shape")
+            sp = r.subtable(tensor, 6)  # sparsity
+            if sp is not None:
+                r.vector(sp, 0, 4), r.vector(sp, 1, 4), list(r.tables(sp, 2))
         for idx in (1, 2):  # inputs, outputs
-            start, length = r.vector(sg, idx, 4)
-            for i in range(length):
-                if not -1 <= _I32.unpack_from(r.d, start + 4 * i)[0] < n_tensors:
-                    raise _Bad("subgraph input/output index out of range")
+            r.indices(sg, idx, n_tensors, "subgraph input/output")
         for op in r.tables(sg, 3):  # operators
-            r.vector(op, 1, 4), r.vector(op, 2, 4), r.vector(op, 5, 1)
-    if subgraphs == 0:
+            code = r.scalar(op, 0, _U32)
+            if code >= n_codes:
+                raise _Bad(f"operator uses operator code {code} of {n_codes}")
+            for idx in (1, 2, 8):  # inputs, outputs, intermediates
+                r.indices(op, idx, n_tensors, "operator tensor")
+            r.vector(op, 5, 1), r.vector(op, 7, 1)  # custom_options, mutating_variable_inputs
+            r.subtable(op, 4), r.subtable(op, 12)  # builtin_options, builtin_options_2
+        r.vector(sg, 4, 1)  # name string
+        tensors_per_subgraph.append(n_tensors)
+    if not tensors_per_subgraph:
         raise _Bad("no subgraph")
+    for meta in r.tables(model, 6):  # metadata
+        r.vector(meta, 0, 1)
+        if r.scalar(meta, 1, _U32) >= max(n_buffers, 1):
+            raise _Bad("metadata refers to a buffer the file does not have")
+    for sig in r.tables(model, 7):  # signature_defs
+        r.vector(sig, 2, 1), r.vector(sig, 3, 1)  # signature_key, deprecated_tag
+        sg_index = r.scalar(sig, 4, _U32)
+        if sg_index >= len(tensors_per_subgraph):
+            raise _Bad(f"signature refers to subgraph {sg_index} of {len(tensors_per_subgraph)}")
+        for idx in (0, 1):  # inputs, outputs: TensorMap(name, tensor_index)
+            for tmap in r.tables(sig, idx):
+                r.vector(tmap, 0, 1)
+                if r.scalar(tmap, 1, _U32) >= tensors_per_subgraph[sg_index]:
+                    raise _Bad("signature refers to a tensor its subgraph does not have")
 
 
 def check_flatbuffer(data: bytes, path: str) -> None:
