@@ -96,3 +96,21 @@ def wait_for(pred, timeout=10.0, interval=0.01) -> bool:
             return True
         time.sleep(interval)
     return pred()
+
+
+def read_in_chunks(parser, stream: bytes, chunks: list[int], via_readinto: bool):
+    """Give ``stream`` to ``parser`` as a line would, in reads of the sizes ``chunks`` cycles
+    through, by ``get_buffer()``/``buffer_updated()`` or by ``feed()``; yields (bytes so far, items)."""
+    pos, i = 0, 0
+    while pos < len(stream):
+        n = min(chunks[i % len(chunks)], len(stream) - pos)
+        i += 1
+        if via_readinto:
+            buf = parser.get_buffer()
+            n = min(n, len(buf))
+            buf[:n] = stream[pos:pos + n]
+            items = parser.buffer_updated(n)
+        else:
+            items = parser.feed(stream[pos:pos + n])
+        pos += n
+        yield pos, items

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest_drivers import frame_bytes, random_samples, small_geometry
+from conftest_drivers import frame_bytes, random_samples, read_in_chunks, small_geometry
 from firmware_py.drivers import protocol as P
 from firmware_py.drivers.buffers import BufferPool, Frame
 from firmware_py.drivers.parser import FrameParser
@@ -77,18 +77,8 @@ def test_any_stream_keeps_every_intact_frame_balances_its_counters_and_stays_bou
     pool = BufferPool(count=0, max_buffers=2)  # fewer buffers than one read can complete frames
     p = FrameParser(pool, version=V, max_payload=MAX_PAYLOAD, scan_size=SCAN)
     scan_len = len(p._scan)
-    out, pos, i = [], 0, 0
-    while pos < len(stream):
-        n = min(chunks[i % len(chunks)], len(stream) - pos)
-        i += 1
-        if via_readinto:
-            buf = p.get_buffer()
-            n = min(n, len(buf))
-            buf[:n] = stream[pos:pos + n]
-            got = p.buffer_updated(n)
-        else:
-            got = p.feed(stream[pos:pos + n])
-        pos += n
+    out = []
+    for pos, got in read_in_chunks(p, stream, chunks, via_readinto):
         _take(got, originals, out)
         assert p.bytes_in == pos == p.bytes_accepted + p.bytes_discarded + p.pending_bytes
         # bounded: the scan buffer never grows, a body is at most one frame, the pool stays at its size
@@ -113,12 +103,8 @@ def test_any_stream_keeps_every_intact_frame_balances_its_counters_and_stays_bou
 @given(st.binary(max_size=6000), st.lists(st.integers(1, 2000), min_size=1, max_size=4))
 def test_noise_never_raises_and_every_byte_is_accounted(noise, chunks):
     p = FrameParser(BufferPool(count=0, max_buffers=2), version=V, max_payload=MAX_PAYLOAD, scan_size=SCAN)
-    pos, i = 0, 0
-    while pos < len(noise):
-        n = chunks[i % len(chunks)]
-        i += 1
-        assert p.feed(noise[pos:pos + n]) == []
-        pos += n
+    for _, got in read_in_chunks(p, noise, chunks, via_readinto=False):
+        assert got == []
         assert p.bytes_in == p.bytes_accepted + p.bytes_discarded + p.pending_bytes
     p.abandon()
     assert p.frames_delivered == 0 and p.bytes_in == len(noise)
