@@ -96,8 +96,12 @@ def tier_yaml(rec: dict, models_dir: str) -> str:
     # calibration (calibrate.py): the decoder takes softmax(logits / temperature), and
     # output.threshold applies to those calibrated probabilities. abstention: passed through from
     # the record as written (docs/model-manifest.md).
+    stale = rec.get("abstention", {}).get("model_sha256") not in (None, sha256(path))
+    if stale:  # fitted for the file this record shipped before a retrain: the loader would refuse the set
+        print(f"{rec['name']}: abstention block left out (fitted for another {rec['file']}); rerun "
+              "firmware-py models abstention --write", file=sys.stderr)
     for key in ("calibration", "abstention"):
-        if rec.get(key):
+        if rec.get(key) and not (key == "abstention" and stale):
             # abstention as measured: its vectors hold 6 significant digits, and 4 decimals would zero
             # the weights of squared features (abstention.py measured exactly these values)
             out.append(f"    {key}: {_flow(rec[key] if key == 'abstention' else _round(rec[key]))}")
