@@ -76,7 +76,7 @@ def check(text) -> None:
         assert isinstance(m, Manifest) and m.tiers
 
 
-fast = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+fast = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_the_shipped_manifest_parses():
