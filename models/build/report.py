@@ -498,6 +498,47 @@ def _abstention_section(models_dir):
             ""]
 
 
+def _finished_students(st, models_dir):
+    """Finished students of the unfinished retrain (their checkpoint records), with their robustness
+    beside the shipped tier's when status --robustness measured it."""
+    rows, rob_rows = [], []
+    part = _json(models_dir, "report", "cv_device", "robustness_partial.json")
+    shipped = _json(models_dir, "report", "robustness_busi_fold0.json")
+    for fold, f in st["finished"].items():
+        for name, r in f["students"].items():
+            m, g = r["int8"], r.get("prune_gate") or {}
+            rows.append([fold, name, _pct(m["accuracy"]), _pct(m["balanced_accuracy"]),
+                         f"{_pct(m['malignant_sensitivity'])} / {_pct(m['malignant_specificity'])}",
+                         _pct(m["malignant_auc"]), f"{_pct(g.get('val_int8_dense'))} / {_pct(g.get('val_int8_pruned'))}",
+                         g.get("shipped", "-")])
+    if part:
+        for name, rec in part["tiers"].items():
+            old = (shipped or {}).get("tiers", {}).get(name)
+            c, oc = rec["clean"], old["clean"] if old else None
+            rob_rows.append([name, "none: accuracy / sensitivity",
+                             f"{_pct(oc['accuracy'])} / {_pct(oc['malignant_sensitivity'])}" if oc else "-",
+                             f"{_pct(c['accuracy'])} / {_pct(c['malignant_sensitivity'])}"])
+            for p, m in rec["perturbed"].items():
+                o = old["perturbed"][p] if old else None
+                rob_rows.append([name, p, f"{100 * o['accuracy_drop']:+.1f} / {100 * o['malignant_sensitivity_drop']:+.1f}"
+                                 if o else "-",
+                                 f"{100 * m['accuracy_drop']:+.1f} / {100 * m['malignant_sensitivity_drop']:+.1f}"])
+    out = []
+    if rows:
+        out += ["", "Finished students so far (checkpoint records; int8 through the daemon's Preprocessor, grouped "
+                "fold 0 test split, malignant at 0.5; validation = the pruning gate's int8 accuracy of the dense "
+                "and the pruned model, grouped validation split):", "",
+                _md(["fold", "tier", "accuracy", "balanced accuracy", "malignant sens / spec @0.5", "malignant AUC",
+                     "validation dense / pruned", "kept"], rows)]
+    if rob_rows:
+        out += ["", f"Robustness of the finished students (`status --robustness`: `models robustness` on the grouped "
+                f"test split, n={part['n']}, threshold 0.5, not calibrated) beside the shipped tier's (its leakage-free "
+                f"test split, n={(shipped or {}).get('n')}); accuracy drop / malignant sensitivity drop in points. "
+                "Different test images and operating points, so an indication, not a paired comparison:", "",
+                _md(["tier", "perturbation", "shipped tier", "retrained (device augmentation)"], rob_rows)]
+    return "\n".join(out).lstrip("\n")
+
+
 def _retrain_section(models_dir):
     """The grouped, device-augmented fold 0 retrain (work dir models/report/cv_device)."""
     work = os.path.join(models_dir, "report", "cv_device")
@@ -518,7 +559,7 @@ def _retrain_section(models_dir):
         out += [f"Status as of {st['as_of']} (`python -m firmware_py.models.build status --work-dir "
                 f"{os.path.relpath(work, os.path.dirname(models_dir))}`):", "",
                 _md(["phase", "epochs done", "loss", "s / epoch", "last logged"], rows), "",
-                f"Finished tiers (checkpointed): {json.dumps(st['finished'])}." +
+                _finished_students(st, models_dir),
                 (f" Teacher after epoch {tv['epoch']}, float, grouped validation n={tv['n_val']}: accuracy "
                  f"{_pct(tv['accuracy'])}, balanced accuracy {_pct(tv['balanced_accuracy'])}, malignant AUC "
                  f"{_pct(tv['malignant_auc'])}." if tv else ""), ""]

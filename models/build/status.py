@@ -53,11 +53,50 @@ def finished_tiers(work_dir: str) -> dict:
     from .checkpoint import root
 
     for d in sorted(glob.glob(os.path.join(root(work_dir), "*_fold*"))):
-        out[os.path.basename(d)] = {
-            "teacher": os.path.exists(os.path.join(d, "teacher.weights.h5")),
-            "students": sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(d, "*.json"))
-                               if os.path.basename(p) != "meta.json")}
+        students = {}
+        for p in sorted(glob.glob(os.path.join(d, "*.json"))):
+            if os.path.basename(p) == "meta.json":
+                continue
+            with open(p, encoding="utf-8") as fh:
+                rec = json.load(fh)
+            students[os.path.basename(p)[:-5]] = {k: rec.get(k) for k in ("int8", "float", "prune_gate", "quantization")}
+        out[os.path.basename(d)] = {"teacher": os.path.exists(os.path.join(d, "teacher.weights.h5")),
+                                    "students": students}
     return out
+
+
+def finished_robustness(work_dir: str, data: str, json_path: str, fold: int = 0) -> dict:
+    """`models robustness` on the finished BUSI students of an unfinished fold: they are laid out
+    as a models folder (as fold._ship would; threshold 0.5, no calibration yet) in a temporary
+    directory, so nothing under models/ changes."""
+    import shutil
+    import tempfile
+
+    from . import manifest, robustness
+    from . import tiers as Z
+    from .checkpoint import root
+
+    ck = os.path.join(root(work_dir), f"busi_fold{fold}")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "report", "tiers"))
+        for spec in Z.BUSI_STUDENTS:
+            stem = os.path.join(ck, spec.name.replace("-", "_"))
+            if not os.path.exists(stem + ".json"):
+                continue
+            with open(stem + ".json", encoding="utf-8") as fh:
+                rec = json.load(fh)
+            shutil.copy(stem + ".tflite", os.path.join(tmp, spec.file))
+            tier = {"name": spec.name, "task": "classify", "rank": spec.rank, "file": spec.file,
+                    "grid": [spec.res, spec.res], "params": rec["params"], "macs": rec["macs"],
+                    "metrics": rec["int8"], "metrics_note": f"unfinished build, fold {fold}", "decode": "softmax",
+                    "labels": ["normal", "benign", "malignant"], "threshold": {"label": "malignant", "value": 0.5},
+                    "split": "grouped"}
+            with open(os.path.join(tmp, "report", "tiers", spec.name + ".json"), "w", encoding="utf-8") as fh:
+                json.dump(tier, fh)
+        with open(os.path.join(tmp, "manifest.yaml"), "w", encoding="utf-8") as fh:
+            fh.write(manifest.generate(tmp))
+        return robustness.robustness(os.path.join(data, "busi") if os.path.isdir(os.path.join(data, "busi"))
+                                     else data, json_path, tmp)
 
 
 def teacher_validation(work_dir: str, data: str, fold: int = 0, threads: int = 2) -> dict:
@@ -98,15 +137,24 @@ def main(argv=None) -> int:
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--data", default=None, help="../shared/data (for --validate)")
     ap.add_argument("--validate", action="store_true", help="measure the teacher's last epoch on validation (TF)")
+    ap.add_argument("--robustness", action="store_true",
+                    help="models robustness on the finished BUSI students -> <work-dir>/robustness_partial.json")
     args = ap.parse_args(argv)
     st = {"as_of": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
           "phases": from_log(os.path.join(args.work_dir, "build.log")), "finished": finished_tiers(args.work_dir)}
     if args.validate:
         st["teacher_validation"] = teacher_validation(args.work_dir, args.data or "../shared/data")
+    if args.robustness:
+        finished_robustness(args.work_dir, args.data or "../shared/data",
+                            os.path.join(args.work_dir, "robustness_partial.json"))
     with open(os.path.join(args.work_dir, "status.json"), "w", encoding="utf-8") as fh:
         json.dump(st, fh, indent=1)
     for k, p in st["phases"].items():
         spe = f"{p['s_per_epoch']:.0f} s/epoch" if p["s_per_epoch"] else "-"
         print(f"{k}: epoch {p['epoch']}/{p['epochs']} loss {p['loss']:.4f} ({spe}, last {p['last']})")
-    print(json.dumps(st["finished"]), json.dumps(st.get("teacher_validation", {})))
+    for fold, f in st["finished"].items():
+        print(f"{fold}: teacher {'done' if f['teacher'] else 'training'}; finished students:",
+              {n: {"int8_accuracy": r["int8"]["accuracy"], "shipped": (r["prune_gate"] or {}).get("shipped")}
+               for n, r in f["students"].items()})
+    print(json.dumps(st.get("teacher_validation", {})))
     return 0
