@@ -144,3 +144,22 @@ def test_build_checkpoints_stay_out_of_the_models_folder(tmp_path):
     assert not os.path.realpath(inside).startswith(os.path.realpath(str(models)) + os.sep)
     assert inside == str(tmp_path / "repo" / ".cache" / "models-build" / "cv" / "ckpt")
     assert root(str(tmp_path / "elsewhere"), str(models)) == str(tmp_path / "elsewhere" / "ckpt")
+
+
+def test_build_status_reads_progress_lines_across_a_resume(tmp_path):
+    from firmware_py.models.build import status
+
+    log = tmp_path / "build.log"
+    bar = "INFO [#.....] 3.3% classify fold 0"
+    log.write_text("\n".join([
+        f"2026-12-02 00:30:00,001 {bar} teacher train epoch 9/100 loss 1.0500 eta 9 min",
+        f"2026-12-02 00:30:30,001 {bar} teacher train epoch 10/100 loss 1.0400 eta 9 min",
+        f"2026-12-02 00:31:10,001 {bar} teacher train epoch 11/100 loss 1.0300 eta 9 min",
+        "2026-12-02 00:40:00,000 INFO classify fold 0 teacher train: resumed after epoch 11 of 100 (x)",
+        f"2026-12-02 00:45:00,001 {bar} teacher train epoch 12/100 loss 1.0200 eta 9 min",  # 5 min: the restart
+        f"2026-12-02 00:45:20,001 {bar} busi-cls-fire-r64 distil epoch 1/80 loss 2.0 eta 9 min"]) + "\n")
+    st = status.from_log(str(log))
+    t = st["classify fold 0 teacher train"]
+    assert (t["epoch"], t["epochs"], t["loss"]) == (12, 100, 1.02)
+    assert t["s_per_epoch"] == 40.0  # median of 30, 40 and the restart's 290 s
+    assert st["classify fold 0 busi-cls-fire-r64 distil"]["s_per_epoch"] is None
