@@ -105,18 +105,18 @@ class ProcessingThread(threading.Thread):
             while not self._stop_event.is_set():
                 frame = self._slot.take(0.1)
                 if frame is not None:
-                    self._handle(frame)
+                    self._run_one(frame)
                 if self._on_tick is not None:
                     self._on_tick()
             # Drain: a frame already accepted into the slot is processed, not lost.
             frame = self._slot.take(0)
             if frame is not None:
-                self._handle(frame)
+                self._run_one(frame)
         except BaseException as exc:  # a bug: make it visible to the runner, which exits 1
             self.fatal = exc
             log.exception("processing thread failed")
 
-    def _handle(self, frame) -> None:
+    def _run_one(self, frame) -> None:  # not _handle: Python 3.13's Thread keeps its thread handle there
         try:
             self._process(frame)
             self.processed += 1
