@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest_drivers import frame_bytes, random_samples, small_geometry
+from conftest_drivers import frame_bytes, random_samples, read_in_chunks, small_geometry
 from firmware_py.drivers import protocol as P
 from firmware_py.drivers.buffers import BufferPool, Frame
 from firmware_py.drivers.parser import FrameParser
@@ -59,18 +59,8 @@ def test_corrupted_stream_recovers_every_intact_frame_and_accounts_for_every_byt
     # a 400-byte read can complete 6 frames before the caller can release any
     pool = BufferPool(count=2, size=256, max_buffers=16)
     p = FrameParser(pool, version=V)
-    out, pos, i = [], 0, 0
-    while pos < len(stream):
-        n = min(chunks[i % len(chunks)], len(stream) - pos)
-        i += 1
-        if via_readinto:
-            buf = p.get_buffer()
-            n = min(n, len(buf))
-            buf[:n] = stream[pos:pos + n]
-            got = p.buffer_updated(n)
-        else:
-            got = p.feed(stream[pos:pos + n])
-        pos += n
+    out = []
+    for _pos, got in read_in_chunks(p, stream, chunks, via_readinto):
         for item in got:
             if isinstance(item, Frame):
                 g, s = originals[item.seq]
