@@ -225,7 +225,15 @@ class ServiceConsole:
                 log.exception("console command %r failed", text)
                 reply = f"error: {name} failed ({type(exc).__name__}: {exc}); see the daemon log (log 20)"
         if changing:
-            self.audit(" ".join([name] + args), _outcome(reply))
+            outcome = _outcome(reply)
+            if outcome.startswith("error"):
+                # A refused command's words are not kept: a PIN typed in the wrong place ("tier 1234...")
+                # must not land in the log or the journal. What was tried, and that it was refused, is.
+                for arg in sorted(set(args), key=len, reverse=True):
+                    outcome = outcome.replace(arg, "<arg>")
+                self.audit(f"{name} ({len(args)} argument(s), not recorded)", outcome)
+            else:
+                self.audit(" ".join([name] + args), outcome)
         return self._render(name, reply, suffix or self.session.json, cmd.text_as_json)  # `json on` answers in JSON
 
     @staticmethod
