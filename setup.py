@@ -126,6 +126,7 @@ setup(
             "hypothesis>=6.80",
             "pillow>=10",
             "pyte>=0.8",  # the console tests' terminal emulator: the screen a technician sees
+            "matplotlib>=3.7",  # the bench tools' plots (bench battery) are drawn in the suite too
         ],
         # OpenCV is the kernel benchmark's baseline only: no test needs it, never on the device.
         # matplotlib draws bench e2e's plots.
