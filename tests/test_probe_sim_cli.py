@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest_drivers import Collector, pty_pair, wait_for
+from timing import TIME_SCALE
 from firmware_py.drivers.link import ProbeLink
 from firmware_py.drivers.sim_cli import main
 
@@ -59,10 +60,10 @@ def test_subprocess_on_inherited_pty_fd_with_image_folder(tmp_path):
         link.start(got)
         try:
             assert link.wait_connected(20)
-            assert wait_for(lambda: len(got.frames) >= 7, timeout=20)
+            assert wait_for(lambda: len(got.frames) >= 7, timeout=20 * TIME_SCALE)  # liveness; scaled under qemu
         finally:
             link.stop()
-            _, err = proc.communicate(timeout=20)
+            _, err = proc.communicate(timeout=20 * TIME_SCALE)
     assert proc.returncode == 0, err
     assert "7 frames" in err
     log = [json.loads(line) for line in open(frame_log)]
