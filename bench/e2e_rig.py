@@ -166,6 +166,17 @@ class ProcessSampler(threading.Thread):
         self.join(2)
 
 
+def terminate(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within ``grace_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class DaemonChild:
     """`firmware-py run` as a child process, its probe, host channel and console on the bench's lines."""
 
@@ -208,13 +219,7 @@ class DaemonChild:
 
     def stop(self) -> str:
         """SIGTERM, wait; returns the daemon's closing summary line."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 15)
         self._log.close()
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return next((ln for ln in reversed(f.read().splitlines()) if ln.startswith("firmware-py: ran")), "")

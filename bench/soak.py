@@ -34,7 +34,7 @@ import threading
 import time
 
 from firmware_py.bench.e2e import CONNECT_TIMEOUT_S, account, flat_counters, summarise
-from firmware_py.bench.e2e_rig import Console, DaemonChild, HostReader, Line
+from firmware_py.bench.e2e_rig import Console, DaemonChild, HostReader, Line, terminate
 
 RSS_LIMIT_MB = 5.0
 # The journal checks its size after each commit, so the live file may pass the bound by one
@@ -121,13 +121,7 @@ class SimulatorChild:
         return lines[-1] if lines else "no output"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 10)
 
 
 def wait_received(console: Console, daemon: DaemonChild, frames: int, deadline: float) -> dict:
