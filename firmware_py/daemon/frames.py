@@ -73,10 +73,10 @@ class FrameProcessor:
             self.energy.add_inference(out.tier, c2 - c0, (t2 - t1) if out.backend != "cpu" else 0.0)
         area = None
         if out.mask is not None and out.indeterminate is None:
-            # the nodule: largest connected component, as models evaluate measures it; one smaller than
-            # the tier's min_area_px is no nodule (area 0)
-            nodule = largest_component(out.mask)
-            area = float(mask_area_mm2(nodule, frame.geometry)) if int(nodule.sum()) >= out.min_area_px else 0.0
+            # the nodule: the decoder's largest connected component, as models evaluate measures it; a
+            # frame the manifest's no-nodule rule rejects has area 0 and says why (extra.no_nodule)
+            nodule = out.nodule if out.nodule is not None or out.no_nodule else largest_component(out.mask)
+            area = 0.0 if nodule is None else float(mask_area_mm2(nodule, frame.geometry))
         received_ns = getattr(frame, "received_ns", 0)
         total_ms = (time.monotonic_ns() - received_ns) / 1e6 if received_ns else (t2 - t0) * 1000.0
         if out.tier != self._last_tier:  # a new tier: latency history of the old one no longer applies
@@ -93,6 +93,8 @@ class FrameProcessor:
             wall_time=time.time(), area_mm2=area, run_id=self.run_id,
             extra={"fallback": out.fallback} if out.fallback else {}, indeterminate=out.indeterminate,
         )
+        if out.no_nodule and out.indeterminate is None:
+            record.extra["no_nodule"] = out.no_nodule
         if out.indeterminate:
             record.extra["abstention"] = out.abstention
             self.indeterminate[out.indeterminate] = self.indeterminate.get(out.indeterminate, 0) + 1
@@ -107,4 +109,6 @@ def _describe(r: ResultRecord) -> str:
         return f"#{r.seq} INDETERMINATE ({r.indeterminate})"
     if r.label is not None:
         return f"#{r.seq} {r.label} {r.probabilities.get(r.label, 0.0):.2f}"
+    if r.extra.get("no_nodule"):
+        return f"#{r.seq} no nodule"
     return f"#{r.seq} area {r.area_mm2:.0f}mm2" if r.area_mm2 is not None else f"#{r.seq}"

@@ -31,6 +31,8 @@ class InferenceOutput:
     indeterminate: str | None = None  # why this is not a diagnosis (abstain.REASONS), None when it is one
     abstention: dict = field(default_factory=dict)  # the abstention scores of this frame (abstain.Abstainer)
     min_area_px: int = 0  # segment: a largest component smaller than this is no nodule (manifest)
+    nodule: np.ndarray | None = None  # segment: the largest component of the mask when it is a nodule
+    no_nodule: str | None = None  # segment: why this frame has no nodule (the manifest's no-nodule rule), or None
 
     def as_dict(self) -> dict:
         d = {
@@ -44,6 +46,8 @@ class InferenceOutput:
             d["mask_pixels"] = int(np.count_nonzero(self.mask))
         if self.fallback:
             d["fallback"] = self.fallback
+        if self.no_nodule:
+            d["no_nodule"] = self.no_nodule
         if self.indeterminate:
             d["indeterminate"] = self.indeterminate
         return d
@@ -53,8 +57,12 @@ class Decoder:
     """Decodes one tier's output tensor according to its manifest output spec."""
 
     def __init__(self, task: str, spec: OutputSpec, scale: float, zero_point: int, out_shape: tuple[int, ...],
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, min_area_px: int = 0, min_peak_probability: float | None = None):
         self.task = task
+        # The no-nodule rule (manifest `abstention`): a frame whose largest component is under
+        # min_area_px, or whose most confident pixel is under min_peak_probability, has no nodule.
+        self.min_area_px = int(min_area_px)
+        self.min_peak_probability = min_peak_probability
         # Temperature scaling (manifest `calibration`): softmax(logits / T). A model that applies its own
         # softmax has no logits left to scale, so the manifest loader keeps the two apart.
         self.temperature = float(temperature)
@@ -100,6 +108,26 @@ class Decoder:
             out.mask = (np.argmax(q, axis=-1) != 0).view(np.uint8)
         else:
             out.mask = (q[..., 0] >= self._mask_q).view(np.uint8)
+        self.nodule(q, out)
+
+    def nodule(self, q: np.ndarray, out: InferenceOutput) -> None:
+        """The largest component as the nodule, or no nodule (out.no_nodule says why)."""
+        from firmware_py.kernels import largest_component
+
+        out.min_area_px = self.min_area_px
+        if out.mask.ndim != 2:  # not a mask (a refused model being checked): the caller says what is wrong
+            return
+        out.nodule, out.no_nodule = largest_component(out.mask), None
+        if self.min_peak_probability is not None and self.spec.decode == "sigmoid":
+            v = (int(q[..., 0].max()) - self.zero_point) * self.scale  # the most confident pixel, float64
+            peak = v if self.spec.applied_in_model else 1.0 / (1.0 + math.exp(-v))
+            if peak < self.min_peak_probability:
+                out.no_nodule = f"peak probability {peak:.4f} < {self.min_peak_probability}"
+        px = int(out.nodule.sum())
+        if out.no_nodule is None and (px == 0 or px < self.min_area_px):
+            out.no_nodule = "no mask pixel" if px == 0 else f"largest component {px} px < {self.min_area_px}"
+        if out.no_nodule is not None:
+            out.nodule = None
 
     def decode(self, q: np.ndarray, out: InferenceOutput) -> None:
         if self.task == "classify":

@@ -272,8 +272,6 @@ class Engine:
                 fallback = f"{slot.accel.backend} re-attached during this frame; the next frame runs on it"
         out = InferenceOutput(slot.tier.name, slot.tier.task, rt.backend, 0.0, fallback=fallback)
         rt.decode(out)
-        if slot.tier.abstention is not None:
-            out.min_area_px = slot.tier.abstention.min_area_px
         if slot.abstainer is not None:  # on the input the model just ran on (still in its tensor)
             x = rt.input_view()
             try:

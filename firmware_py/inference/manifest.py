@@ -97,6 +97,8 @@ class AbstentionSpec:
     typical: FeatureGate | None = None
     anatomy: FeatureGate | None = None
     min_area_px: int = 0  # segment: a largest component smaller than this (model grid pixels) is no nodule
+    # segment (sigmoid): a frame whose most confident pixel's probability is under this has no nodule
+    min_peak_probability: float | None = None
     extra: dict = field(default_factory=dict)  # how it was chosen (splits, n, note), free-form
 
 
@@ -287,8 +289,12 @@ def _abstention(r: _Reader, obj: dict, where: str, task: str) -> AbstentionSpec 
     min_area = r.get(a, "min_area_px", w, int, required=False, default=0)
     if min_area < 0:
         raise r.fail(f"{w}.min_area_px", f"must be >= 0, got {min_area}")
-    known = {"features", "min_confidence", "typical", "anatomy", "min_area_px"}
-    return AbstentionSpec(version, conf, gates["typical"], gates["anatomy"], min_area,
+    peak = r.get(a, "min_peak_probability", w, float, required=False)
+    if peak is not None and (task != "segment" or not 0.0 <= peak < 1.0):
+        raise r.fail(f"{w}.min_peak_probability", f"{peak}: a segment tier's mask probability in 0..1 (below 1)"
+                     if task == "segment" else "only segment tiers have a no-nodule peak probability")
+    known = {"features", "min_confidence", "typical", "anatomy", "min_area_px", "min_peak_probability"}
+    return AbstentionSpec(version, conf, gates["typical"], gates["anatomy"], min_area, peak,
                           {k: v for k, v in a.items() if k not in known})
 
 

@@ -38,7 +38,8 @@ class TierRuntime:
         try:
             self.decoder = Decoder(tier.task, tier.output, info["output_scale"], info["output_zero_point"],
                                    info["output_shape"],
-                                   tier.calibration.temperature if tier.calibration is not None else 1.0)
+                                   tier.calibration.temperature if tier.calibration is not None else 1.0,
+                                   **_no_nodule_rule(tier))
         except ValueError as e:
             raise ModelCheckError("output", f"{self.path}: {e}; fix the manifest's labels") from None
         self.memory_bytes = f.bytes + self.model.memory_bytes()
@@ -81,3 +82,9 @@ class TierRuntime:
         if self.model is not None:
             self.model.close()
             self.model = None
+
+
+def _no_nodule_rule(tier) -> dict:
+    """The decoder's no-nodule rule from the manifest's abstention block (none without one)."""
+    a = tier.abstention
+    return {} if a is None else {"min_area_px": a.min_area_px, "min_peak_probability": a.min_peak_probability}
