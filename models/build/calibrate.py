@@ -106,8 +106,10 @@ def calibrate(busi_dir: str, models_dir: str = MODELS_DIR, png: str | None = Non
         # perfectly calibrated model) still give an ECE above 0 with 15 bins.
         u = rng.random((200, len(yt), 1))
         floor = [ece(after, (u[k] > np.cumsum(after, 1)).sum(1)) for k in range(200)]
-        m_old = M.classification_metrics(before, yt, items.classes,
-                                         threshold=t["output"].get("threshold", {}).get("value", 0.5))
+        # "before": the threshold chosen the same way on the uncalibrated (T = 1) validation probabilities,
+        # not the manifest's, which after a first calibration is already a calibrated one (re-runs).
+        thr_t1 = M.sensitivity_at_specificity(M.softmax(zv)[:, p], yv == p, 0.80)[2]
+        m_old = M.classification_metrics(before, yt, items.classes, threshold=thr_t1)
         m_new = M.classification_metrics(after, yt, items.classes, threshold=thr)
         out["tiers"][t["name"]] = {
             "temperature": temp, "ece_before": ece(before, yt), "ece_after": ece(after, yt),
@@ -137,8 +139,12 @@ def _update_record(models_dir, tier, items, record_test, temp, thr, sens, spec, 
     c = out["tiers"][tier["name"]]
     probs = M.softmax(logits(tier, models_dir, [items.images[i] for i in record_test]) / temp)
     m = M.classification_metrics(probs, items.labels[record_test], items.classes, threshold=thr)
+    p = items.classes.index("malignant")
+    # The test-tuned figure, measured again here rather than kept from the build, so a re-measure
+    # with another interpreter (remeasure.py) moves it too; a temperature does not change it.
+    at80 = M.sensitivity_at_specificity(probs[:, p], items.labels[record_test] == p, 0.80)[0]
     rec["metrics"].update({k: v for k, v in m.items() if k != "confusion"},
-                          val_sensitivity=sens, val_specificity=spec)
+                          val_sensitivity=sens, val_specificity=spec, malignant_sensitivity_at_spec80=at80)
     rec["threshold"] = {"label": "malignant", "value": round(thr, 4)}
     rec["calibration"] = {"temperature": round(temp, 4), "ece_before": round(c["ece_before"], 4),
                           "ece_after": round(c["ece_after"], 4), "bins": BINS, "n_val": out["n_val"],

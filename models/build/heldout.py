@@ -48,6 +48,35 @@ def legacy_clean_split(items, info: dict, seed: int = 1234, fold: int = 0, n_fol
     return splits.Split(train, np.setdiff1d(val, excluded), np.setdiff1d(test, excluded), excluded)
 
 
+def legacy_patient_folds(patients, k: int, seed: int) -> list:
+    """The patient folds the DDTI tiers were built on before the grouped splits (that build's
+    data.group_folds): patients shuffled with `seed`, largest first into the fold with fewest images."""
+    rng = np.random.default_rng(seed)
+    uniq = sorted(set(patients))
+    rng.shuffle(uniq)
+    counts = {g: 0 for g in uniq}
+    for g in patients:
+        counts[g] += 1
+    fold_of, sizes = {}, [0] * k
+    for g in sorted(uniq, key=lambda g: -counts[g]):
+        f = int(np.argmin(sizes))
+        fold_of[g] = f
+        sizes[f] += counts[g]
+    return [np.asarray([i for i, g in enumerate(patients) if fold_of[g] == f], np.int64) for f in range(k)]
+
+
+def legacy_ddti_split(items, seed: int = 1234, fold: int = 0, n_folds: int = 5,
+                      val_fraction: float = 0.15) -> splits.Split:
+    """The split the DDTI tiers built before the grouped splits used, exactly: test = their patient
+    fold; validation = int(n * val_fraction) of the other folds' images drawn at random with
+    seed + fold (images, not patients: that build's validation shares patients with its training)."""
+    test = legacy_patient_folds(items.patients, n_folds, seed)[fold]
+    rest = np.setdiff1d(np.arange(len(items.patients)), test)
+    perm = np.random.default_rng(seed + fold).permutation(len(rest))
+    k = max(1, int(len(perm) * val_fraction))
+    return splits.Split(rest[np.sort(perm[k:])], rest[np.sort(perm[:k])], test, np.zeros(0, np.int64))
+
+
 def split_kind(models_dir: str, names) -> str:
     """'grouped' or 'legacy' for the tiers `names` (their records in models_dir/report/tiers)."""
     kinds = set()

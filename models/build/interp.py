@@ -19,9 +19,10 @@ def interpreter_class():
         return Interpreter
 
 
-def interpreter(model, threads: int = 1):
+def interpreter(model, threads: int = 1, cls=None):
+    """An allocated interpreter of `cls` (default: the daemon's package, interpreter_class())."""
     kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": model}
-    it = interpreter_class()(num_threads=threads, **kw)
+    it = (cls or interpreter_class())(num_threads=threads, **kw)
     it.allocate_tensors()
     return it
 
@@ -74,10 +75,10 @@ def run_images(model, images: list) -> np.ndarray:
     return run_int8_inputs(it, device_codes(images, pp))
 
 
-def latency_ms(model, runs: int = 50, warmup: int = 5, threads: int = 1) -> dict:
+def latency_ms(model, runs: int = 50, warmup: int = 5, threads: int = 1, cls=None) -> dict:
     """Median and p90 single-invoke CPU latency on this machine (shared and noisy: compare tiers
-    measured in the same process, not against other runs)."""
-    it = interpreter(model, threads)
+    measured in the same process, not against other runs); `cls` as interpreter()."""
+    it = interpreter(model, threads, cls)
     i = it.get_input_details()[0]
     rng = np.random.default_rng(0)
     it.set_tensor(i["index"], rng.integers(-128, 128, i["shape"], dtype=np.int8))

@@ -90,6 +90,8 @@ def tier_yaml(rec: dict, models_dir: str) -> str:
             f"    macs: {rec['macs']}",
             f"    file_bytes: {size}",
             f"    # {rec['metrics_note']}",
+            *([f"    # int8 figures measured with {rec['interpreter']['package']} {rec['interpreter']['version']} "
+               "(python -m firmware_py.models.build.remeasure)"] if rec.get("interpreter") else []),
             f"    metrics: {_flow(_round(rec['metrics']))}",
             f"    latency_ms: {_flow(_round(rec.get('latency_ms', {})))}",
             f"    energy_mj: {_flow(rec.get('energy_mj', {}))}"]

@@ -318,7 +318,8 @@ def _latency_section(models_dir):
         return []
     return ["## Shipped tiers: CPU latency measured together", "",
             "One process, tiers timed round-robin (5 rounds x 20 invokes, median of the per-round medians), "
-            "1 interpreter thread, this shared x86 machine; ratio against the task's rank-0 tier. These are "
+            f"1 interpreter thread of {_records_interpreter(models_dir) or 'tflite-runtime 2.14'}, this shared x86 "
+            "machine (other jobs running: absolute times are noisy); ratio against the task's rank-0 tier. These are "
             "the figures in the manifest; the per-fold tables above were timed during training and are noisier.",
             "", _md(["tier", "rank", "MACs (M)", "CPU p50 ms", "vs rank 0"], rows), ""]
 
@@ -444,6 +445,74 @@ def _robustness_section(models_dir):
             ""]
 
 
+def _records_interpreter(models_dir):
+    """'PACKAGE VERSION' the shipped tier records were measured with (remeasure.py records it), None if unrecorded."""
+    seen = set()
+    for p in glob.glob(os.path.join(models_dir, "report", "tiers", "*.json")):
+        with open(p, encoding="utf-8") as fh:
+            it = json.load(fh).get("interpreter")
+        seen.add(f"{it['package']} {it['version']}" if it else None)
+    return " / ".join(sorted(x for x in seen if x)) if seen and None not in seen else None
+
+
+# The interpreter-dependent figures remeasure.py keeps per interpreter: (key, label, kind).
+_INTERP_ROWS = {"classify": (("accuracy", "accuracy", "pct"), ("balanced_accuracy", "balanced accuracy", "pct"),
+                             ("malignant_auc", "malignant AUC", "pct"),
+                             ("malignant_sensitivity", "malignant sensitivity at the shipped threshold", "pct"),
+                             ("malignant_specificity", "malignant specificity at the shipped threshold", "pct"),
+                             ("malignant_sensitivity_at_spec80", "sens@spec>=80% (test-tuned)", "pct"),
+                             ("threshold", "operating threshold (validation)", "num"),
+                             ("temperature", "temperature (validation)", "num"), ("ece_before", "ECE T=1", "num"),
+                             ("ece_after", "ECE calibrated", "num"), ("latency_p50_ms", "CPU p50 ms", "ms")),
+                "segment": (("dice", "Dice at the shipped threshold", "num"), ("iou", "IoU", "num"),
+                            ("dice_at_0.5", "Dice at 0.5", "num"), ("val_dice", "validation Dice", "num"),
+                            ("threshold", "mask threshold (validation)", "num"), ("latency_p50_ms", "CPU p50 ms", "ms"))}
+
+
+def _interpreter_section(models_dir):
+    """The shipped tiers' fold 0 figures per interpreter package (remeasure.py -> interpreters_fold0.json)."""
+    doc = _json(models_dir, "report", "interpreters_fold0.json")
+    if not doc or len(doc["interpreters"]) < 2:
+        return []
+    names = sorted(doc["interpreters"], key=lambda k: (k == _records_interpreter(models_dir), k))  # shipped last
+    runs = [doc["interpreters"][k] for k in names]
+    fmt = {"pct": _pct, "num": lambda v: f"{v:.4f}", "ms": lambda v: f"{v:.2f}"}
+    rows = []
+    for name in runs[-1]["tiers"]:
+        task = "classify" if "accuracy" in runs[-1]["tiers"][name] else "segment"
+        for key, text, kind in _INTERP_ROWS[task]:
+            vals = [r["tiers"].get(name, {}).get(key) for r in runs]
+            if vals[-1] is None:
+                continue
+            cells = [fmt[kind](v) if v is not None else "n/a" for v in vals]
+            a, b = vals[0], vals[-1]
+            change = "-" if a is None else (f"{100 * (b - a):+.1f} pts" if kind == "pct" else
+                                            f"{b / a:.2f}x" if kind == "ms" and a else f"{b - a:+.4f}")
+            rows.append([name, text, *cells, change])
+    when = "; ".join(f"{k}: {r['measured_at']}" for k, r in zip(names, runs))
+    both = runs[-1].get("latency_same_process") or {}
+    pkgs = sorted({k for v in both.values() for k in v}, key=lambda k: names.index(k) if k in names else -1)
+    same = ([f"Latency of both packages timed in one process, round-robin (every tier with every package in each "
+             "round, median of the rounds), so both saw the same machine load: the fair comparison of the two; "
+             "the rows above come from two runs at different moments.", "",
+             _md(["tier", *[f"{k} p50 ms" for k in pkgs], "ratio"],
+                 [[n, *[f"{v[k]:.2f}" for k in pkgs], f"{v[pkgs[-1]] / v[pkgs[0]]:.2f}x"] for n, v in both.items()]), ""]
+            if len(pkgs) == 2 else [])
+    return [f"## Interpreter: {' vs '.join(names)} (fold 0, shipped tiers)", "",
+            "The same shipped int8 files, splits, seeds and code path (`python -m firmware_py.models.build.remeasure "
+            "--data ../shared/data`, once per interpreter package; the daemon's Preprocessor, the interpreter the "
+            "daemon's backend picks), with whatever the build fits on validation from int8 outputs fitted again "
+            "per interpreter: BUSI's temperature and operating threshold (leakage-free validation split), DDTI's "
+            "mask threshold (validation Dice). BUSI test figures: the records' fold 0 test split (ungrouped, "
+            "n=126); ECE: its leakage-free part; DDTI: fold 0 test by patient. Latency: round-robin in one "
+            f"process on this shared, loaded 2-core machine ({when}). The last column is the one in the manifest "
+            "and in the tables above that come from the tier records and the report JSONs (Targets' threshold "
+            "and leakage-free rows, latency, `models evaluate`, leakage, robustness, calibration). The fold 0 "
+            "build tables and the cross-validation means are the build's own tflite-runtime 2.14 measurements "
+            "and stay as measured: the fold 1-4 models are not stored, so they cannot be re-run.", "",
+            _md(["tier", "figure", *names, "change"], rows), "", *same]
+
+
 def _calibration_section(models_dir):
     cb = _json(models_dir, "report", "calibration_busi_fold0.json")
     if not cb:
@@ -473,7 +542,7 @@ def _calibration_section(models_dir):
             f"{cb['n_test']} the measurement cannot resolve 0.05 (the no-error floor is about "
             f"{top[1]['ece_if_perfectly_calibrated']['mean']:.2f}).", "",
             _md(["tier", "T", "ECE before", "ECE after", "ECE if perfectly calibrated", "NLL test",
-                 "threshold (old -> calibrated)", "sens / spec at it (test)"], rows), "",
+                 "threshold (T = 1 -> calibrated, both on validation)", "sens / spec at it (test)"], rows), "",
             "![reliability](report/reliability_busi_int8.png)", ""]
 
 
@@ -599,15 +668,19 @@ def write(models_dir: str = MODELS_DIR):
     _plots(folds, out_dir)
     rows = _target_rows(folds, models_dir) + _issue16_target_rows(models_dir)
     r_any = next(iter(folds.values()))[0]
+    interp_used = _records_interpreter(models_dir)
     lines = ["# Model zoo report", "",
              "Generated by `python -m firmware_py.models.build.report` from `models/report/cv/*.json` "
              "(written by `python -m firmware_py.models.build --data ../shared/data`). Every figure below "
              "is measured on images the model never trained on: the shipped tiers are fold 0's, and fold "
              "0's test split is never used for training, pruning or the QAT decision.", "",
-             f"TensorFlow {r_any.get('tensorflow')} (training, conversion); tflite-runtime 2.14 (int8 "
-             "evaluation and latency). Latency: median single-invoke time on this shared 2-core x86 "
-             "development machine, 1 interpreter thread; compare tiers with each other, not with the "
-             "Raspberry Pi.", "", "## Targets", "", _targets(rows), "", "![frontier](report/frontier.png)", ""]
+             f"TensorFlow {r_any.get('tensorflow')} (training, conversion); "
+             + (f"{interp_used} (the daemon's interpreter: the shipped tiers' int8 figures and latency, "
+                "re-measured with it, see Interpreter); tflite-runtime 2.14 (the build's fold and "
+                "cross-validation tables). " if interp_used else "tflite-runtime 2.14 (int8 evaluation and latency). ")
+             + "Latency: median single-invoke time on this shared 2-core x86 "
+             "development machine (loaded by other jobs while measuring), 1 interpreter thread; compare tiers "
+             "with each other, not with the Raspberry Pi.", "", "## Targets", "", _targets(rows), "", "![frontier](report/frontier.png)", ""]
     for task, runs in sorted(folds.items()):
         r0 = runs[0]
         if r0["fold"] != 0:
@@ -635,6 +708,7 @@ def write(models_dir: str = MODELS_DIR):
         lines += [f"### {task.upper()}: cross-validation ({len(runs)} of 5 folds run)", "",
                   _cv_table(runs, task), "", f"Epoch budgets per fold (CPU time was short): {per_fold}.", ""]
     lines += _latency_section(models_dir)
+    lines += _interpreter_section(models_dir)
     lines += _evaluate_section(models_dir)
     lines += _leakage_section(models_dir)
     lines += _changed_section(models_dir)
@@ -662,7 +736,7 @@ def write(models_dir: str = MODELS_DIR):
               f"loses > {100 * s['qat_trigger']:.0f} point on validation.", ""]
     lines += ["## Known shortfalls", "",
               *_shortfalls(rows, folds),
-              "- Latency is x86 CPU with tflite-runtime 2.14 on a shared machine, not the Raspberry Pi or an "
+              f"- Latency is x86 CPU with {interp_used or 'tflite-runtime 2.14'} on a shared machine, not the Raspberry Pi or an "
               "Edge TPU; no Edge TPU compilation was done here (no compiler), and energy is not measured.",
               "- Unstructured 50 % sparsity buys only compressed size (gzip), not latency or the .tflite size.",
               ""]

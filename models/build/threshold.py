@@ -6,7 +6,8 @@ test fold at that threshold through the daemon's preprocessing (TensorFlow-free)
 Classification: the malignant threshold with the highest validation sensitivity at >= 80 %
 specificity. Segmentation: the mask probability threshold with the best validation Dice (the
 distilled students' soft targets leave boundary logits near 0, so 0.5 over-segments).
-The validation and test splits are rebuilt by splits.for_fold, exactly as the build made them.
+The validation and test splits are rebuilt exactly as the build made them: splits.for_fold, or for
+DDTI tiers built before the grouped splits heldout.legacy_ddti_split.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import os
 import numpy as np
 
 from . import data as D
+from . import heldout
 from . import metrics as M
 from . import splits
 from .evaluate import _run_tier
@@ -75,7 +77,10 @@ def tune(busi_dir: str | None, ddti_dir: str | None, models_dir: str = MODELS_DI
                               "malignant_sensitivity_at_spec80": rec["metrics"].get("malignant_sensitivity_at_spec80")}
         else:
             items = D.load_ddti(ddti_dir)
-            split, _ = splits.for_fold("ddti", items, n_folds, fold, seed, val_fraction)
+            if rec.get("split") == "grouped":
+                split, _ = splits.for_fold("ddti", items, n_folds, fold, seed, val_fraction)
+            else:  # built before the grouped splits: that build's own patient fold and validation
+                split = heldout.legacy_ddti_split(items, seed, fold, n_folds, val_fraction)
             test, val = split.test, split.val
             lv, tv = _seg_scores(tier, models_dir, items, val, Preprocessor)
             grid = np.round(np.arange(0.30, 0.96, 0.05), 2)
@@ -86,7 +91,8 @@ def tune(busi_dir: str | None, ddti_dir: str | None, models_dir: str = MODELS_DI
             rec["threshold"] = {"value": thr}
             rec["metrics"] = {"n": int(len(test)), "dice": float(dice.mean()), "iou": float(iou.mean()),
                               "dice_std": float(dice.std()), "val_dice": float(max(val_dice)),
-                              "dice_at_0.5": rec["metrics"].get("dice")}
+                              # measured, not the record's previous "dice" (the tuned one after a first run)
+                              "dice_at_0.5": float(M.dice_iou(lt >= 0.0, tt)[0].mean())}
         rec["metrics_note"] = (rec["metrics_note"].split(";")[0] + "; never trained on; operating threshold "
                                f"chosen on the validation split (n={len(val)}) from the training folds")
         with open(path, "w") as fh:
