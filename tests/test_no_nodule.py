@@ -116,3 +116,15 @@ def test_the_daemon_reports_no_nodule_with_area_zero(tmp_path):
     strict = run(0.75)
     assert strict["record"]["area_mm2"] == 0.0 and strict["last"] == "#1 no nodule"
     assert strict["record"]["extra"]["no_nodule"].startswith("peak probability ")
+
+
+def test_the_watch_feed_says_no_nodule():
+    from firmware_py.console.commands import _result_line
+    from firmware_py.results import ResultRecord
+
+    r = ResultRecord(seq=4, probe_time_us=0, tier="seg", backend="cpu", label=None, probabilities=None,
+                     latency_ms={"total": 2.0}, wall_time=0.0, area_mm2=0.0,
+                     extra={"no_nodule": "peak probability 0.9912 < 0.998562"})
+    assert _result_line(r, as_json=False) == "#4 seg/cpu no nodule (peak probability 0.9912 < 0.998562) 2.0 ms"
+    r.extra = {}
+    assert _result_line(r, as_json=False) == "#4 seg/cpu area 0.0 mm2 2.0 ms"

@@ -102,6 +102,8 @@ def _result_line(r, as_json: bool) -> str:
     if r.indeterminate:  # never shown as a diagnosis: no label, area or probability
         return f"#{r.seq} {r.tier}/{r.backend} INDETERMINATE ({r.indeterminate}) {r.latency_ms.get('total', 0.0):.1f} ms"
     what = r.label if r.label is not None else f"area {r.area_mm2:.1f} mm2" if r.area_mm2 is not None else "-"
+    if r.extra.get("no_nodule"):  # the tier's no-nodule rule held: say so, not "area 0.0 mm2"
+        what = f"no nodule ({r.extra['no_nodule']})"
     top = f" p={max(r.probabilities.values()):.2f}" if r.probabilities else ""
     return f"#{r.seq} {r.tier}/{r.backend} {what}{top} {r.latency_ms.get('total', 0.0):.1f} ms"
 
