@@ -55,23 +55,6 @@ OOD_KINDS = ("other_anatomy", "blank", "saturated", "frozen", "no_tissue", "phan
 
 
 # -- which images a shipped tier never trained on -------------------------------------------------
-def _legacy_patient_folds(groups: list, k: int, seed: int) -> list:
-    """The patient folds the DDTI tiers were built on before the grouped splits (data.group_folds of
-    that build), kept to know which images those tiers never saw."""
-    rng = np.random.default_rng(seed)
-    uniq = sorted(set(groups))
-    rng.shuffle(uniq)
-    counts = {g: 0 for g in uniq}
-    for g in groups:
-        counts[g] += 1
-    fold_of, sizes = {}, [0] * k
-    for g in sorted(uniq, key=lambda g: -counts[g]):
-        f = int(np.argmin(sizes))
-        fold_of[g] = f
-        sizes[f] += counts[g]
-    return [np.asarray([i for i, g in enumerate(groups) if fold_of[g] == f], np.int64) for f in range(k)]
-
-
 def held_out(kind: str, items, models_dir: str, tiers: list) -> dict:
     """{'train', 'val', 'test', 'legacy'}: test = images the shipped tiers never trained on.
 
@@ -86,7 +69,7 @@ def held_out(kind: str, items, models_dir: str, tiers: list) -> dict:
     split, info = splits.for_fold(kind, items, N_FOLDS, 0, SEED, VAL_FRACTION)
     if not legacy:
         return {"train": split.train, "val": split.val, "test": split.test, "legacy": False}
-    old = _legacy_patient_folds(items.patients, N_FOLDS, SEED)[0]
+    old = heldout.legacy_patient_folds(items.patients, N_FOLDS, SEED)[0]
     groups = np.asarray(info["groups"])
     inside = set(old.tolist())
     outside_groups = {groups[i] for i in range(len(groups)) if i not in inside}
