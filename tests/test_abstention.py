@@ -16,6 +16,7 @@ from firmware_py.config import load_config
 from firmware_py.errors import ConfigError, ModelError
 from firmware_py.inference.abstain import FEATURES_V1, Abstainer, display_lut, features
 from firmware_py.inference.manifest import parse_manifest
+from tests.timing import TIME_SCALE
 
 CFG = load_config(None).abstention
 RNG = np.random.default_rng(7)
@@ -231,7 +232,8 @@ class ScriptedProbe:
         self.master, self.slave = os.openpty()
         tty.setraw(self.master)
         tty.setraw(self.slave)
-        self.sim = ProbeSimulator(source, fps=40.0)
+        # slower under emulation, so frames are not dropped: the test reads the frozen run in order
+        self.sim = ProbeSimulator(source, fps=40.0 / TIME_SCALE)
         self.thread = None
 
     def start(self) -> str:
@@ -277,7 +279,7 @@ def test_a_frozen_then_blank_stream_is_journalled_and_shown_indeterminate(tmp_pa
                 if f"INDETERMINATE ({why})" in text:
                     seen.add(why)
             return seen == {"frozen", "blank"}
-        assert wait_for(status_shows, 60), daemon.status_text()
+        assert wait_for(status_shows, 60 * TIME_SCALE), daemon.status_text()
         counters = daemon.counters()
         assert counters["results_indeterminate_by_reason"].keys() >= {"frozen", "blank"}
         assert counters["results_indeterminate"] == sum(counters["results_indeterminate_by_reason"].values())

@@ -10,11 +10,12 @@ import pytest
 import yaml
 
 from tests.data.model_sets import make_model_set
+from tests.timing import TIME_SCALE
 
 
 def run(*args, timeout=90) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "firmware_py", "run", "--status-interval", "0", *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout * TIME_SCALE)
 
 
 def error_line(p: subprocess.CompletedProcess) -> str:
@@ -101,7 +102,9 @@ def test_a_device_with_a_real_probe_refuses_the_development_key(tmp_path):
 
 def missing_accelerator(tmp_path, *, required: bool) -> str:
     path = tmp_path / "npu.yaml"
-    path.write_text(yaml.safe_dump({"accelerator": {"kind": "external", "required": required,
+    # the simulator's hello answer and the run's first frame wait on a slow (emulated) machine too
+    path.write_text(yaml.safe_dump({"probe": {"handshake_timeout_s": 2.0 * TIME_SCALE},
+                                    "accelerator": {"kind": "external", "required": required,
                                                     "external": {"library": str(tmp_path / "libnpu.so")}},
                                     "power": {"battery": {"kind": "sysfs", "sysfs": {"root": str(tmp_path)}}}}))
     return str(path)
@@ -116,7 +119,7 @@ def test_a_required_accelerator_that_is_absent_stops_the_start(tmp_path):
 
 
 def test_an_optional_absent_accelerator_and_a_missing_battery_are_warnings_in_the_status(tmp_path):
-    p = run("--config", missing_accelerator(tmp_path, required=False), "--duration", "3",
+    p = run("--config", missing_accelerator(tmp_path, required=False), "--duration", f"{3 * TIME_SCALE:g}",
             "--results", str(tmp_path / "r.jsonl"), "--status-interval", "1")
     assert p.returncode == 0, p.stderr
     status = [ln for ln in p.stderr.splitlines() if ln.startswith("[")]

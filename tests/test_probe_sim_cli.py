@@ -1,6 +1,7 @@
 """`firmware-py probe-sim` as the daemon runs it: a subprocess on a pty master passed by fd."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -20,7 +21,8 @@ def test_help_and_usage_errors(capsys, tmp_path):
     assert "--fault-log" in capsys.readouterr().out
     assert main(["--pty", "--bits", "12"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "invalid choice: 12" in err  # one line, not the usage block
+    # one line, not the usage block; Python 3.13's argparse quotes the value ('12'), 3.11's does not
+    assert err.count("\n") == 1 and re.search(r"invalid choice: '?12'?", err), err
     assert main([]) == 2  # one of --pty/--fd/--port is required
     assert main(["--pty", "--disconnect", "0.1"]) == 2
     assert "--disconnect needs --pty and --link" in capsys.readouterr().err
