@@ -2,9 +2,10 @@
 # Build and test firmware-py on aarch64 (the target: Raspberry Pi OS = Debian arm64) on an x86-64
 # machine, under qemu-user emulation of the Pi's own CPU in a chroot. `make test-arm64` runs it.
 #
-# Usage (as root):  tools/arm64-test.sh [all|kernels]
+# Usage (as root):  tools/arm64-test.sh [all|kernels|host]
 #   all      selftest and the whole suite under each interpreter (default)
 #   kernels  the kernel tests and selftest only
+#   host     only step 1 (host packages, binfmt_misc): run once before roots are built side by side
 # Environment (defaults in brackets; every path is relative to this clone unless set):
 #   ARM64_SUITE   bookworm (Python 3.11, = Raspberry Pi OS bookworm) or trixie (Python 3.13)  [bookworm]
 #   ARM64_CPU     the CPU qemu emulates (QEMU_CPU) and whose Pi-style /proc/cpuinfo is bind-mounted:
@@ -53,7 +54,7 @@ esac
 INTERPRETERS=${ARM64_INTERPRETERS:-$DEFAULT_INTERPRETERS}
 CPUINFO=$TOOLS/arm64/cpuinfo-$CPU
 [ -f "$CPUINFO" ] || die "ARM64_CPU=$CPU: no $CPUINFO; use cortex-a72 (Pi 4) or cortex-a76 (Pi 5)"
-case $WHAT in all|kernels) ;; *) die "usage: tools/arm64-test.sh [all|kernels]" ;; esac
+case $WHAT in all|kernels|host) ;; *) die "usage: tools/arm64-test.sh [all|kernels|host]" ;; esac
 [ "$(id -u)" = 0 ] || die "run as root: debootstrap, chroot, mounts and binfmt_misc need it (sudo make test-arm64)"
 T() { local s=$SECONDS; "$@"; echo "[time] $((SECONDS-s))s: $*" >&2; }
 
@@ -71,6 +72,7 @@ mountpoint -q $BINFMT || mount -t binfmt_misc binfmt_misc $BINFMT 2>/dev/null \
   || die "cannot register qemu-aarch64 in binfmt_misc (update-binfmts --enable qemu-aarch64 failed)"
 grep -q '^enabled' $BINFMT/qemu-aarch64 && grep -q '^flags:.*F' $BINFMT/qemu-aarch64 \
   || die "qemu-aarch64 in binfmt_misc is not enabled with the F flag: update-binfmts --enable qemu-aarch64"
+[ "$WHAT" != host ] || exit 0
 
 # one run per root at a time; mounts left by a killed run are removed first
 WORK=$CACHE/$SUITE
@@ -198,7 +200,7 @@ print(platform.machine(), platform.python_version(), \"numpy\", numpy.__version_
   else
     TESTS="tests/test_kernels_*.py"
   fi
-  step "suite-$I" "$IN && timeout $TIMEOUT python -m pytest -q -ra -p no:cacheprovider $TESTS" || true
+  step "suite-$I" "$IN && timeout $TIMEOUT python -m pytest -q -ra -p no:cacheprovider --durations=20 $TESTS" || true
   sum=$(grep -E '^(=+ )?[0-9]+ [a-z]+.* in [0-9.]+s' "$LOGS/suite-$I.log" | tail -n 1 || true)
   if [ -z "$sum" ]; then  # no pytest summary: the process died; name the test it died in
     sum="CRASHED: $(grep -m1 -E 'Fatal Python error|Terminated|Killed' "$LOGS/suite-$I.log" || echo "timeout?") \
