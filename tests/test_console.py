@@ -10,6 +10,7 @@ import pytest
 
 from tests.console_rig import PIN, PIN_HASH, Rig, rising
 from tests.conftest_drivers import wait_for
+from tests.timing import TIME_SCALE
 
 
 @pytest.fixture
@@ -151,15 +152,17 @@ def test_watch_streams_live_results_until_n_or_a_key(rig):
 
 @pytest.mark.slow
 def test_log_shows_recent_lines_and_the_session_ends_on_idle_and_on_reconnect(tmp_path):
-    rig = Rig(tmp_path, idle_timeout_s=1.0)
+    # the idle timeout scales under emulation: the test's own steps must fit inside one session
+    rig = Rig(tmp_path, idle_timeout_s=1.0 * TIME_SCALE)
     try:
         t = rig.tech
         assert "2 tries left" in t.ask("login 1111")
         assert t.ask(f"login {PIN}") == "ok: logged in"
         assert "WARNING firmware_py.console: console session" in t.ask("log 5").splitlines()[-1]
-        t.wait_raw(b"s idle; press a key\r\n", timeout=10)
+        t.wait_raw(b"s idle; press a key\r\n", timeout=10 * TIME_SCALE)
+        mark = len(t.raw)  # before the key: the banner may arrive before the next line runs
         t.type("\r")  # the first key after idle: a new session, logged out
-        t.wait_raw(b"type help\r\n> ", start=len(t.raw) - 1)
+        t.wait_raw(b"type help\r\n> ", start=mark)
         assert "log in first" in t.ask("restart pipeline")
         assert t.ask(f"login {PIN}") == "ok: logged in"
         t = rig.replug()  # unplug the cable and plug a new one in: the console reopens the port
