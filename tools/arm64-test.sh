@@ -161,9 +161,10 @@ git -C "$TREE" checkout -q -f --detach FETCH_HEAD
 git -C "$TREE" clean -fdq
 echo "arm64-test: $(git -C "$TREE" rev-parse --short HEAD) in $TREE ($SUITE, QEMU_CPU=$CPU)" >&2
 KERNELS_KEY=$(git -C "$TREE" ls-files -s setup.py pyproject.toml kernels | sha256sum | cut -c1-16)
-if [ "$(cat "$TREE/.kernels-key" 2>/dev/null)" != "$KERNELS_KEY" ]; then
+KEYFILE=$R/opt/.kernels-key  # outside the tree: `git clean` above would delete it, and every run rebuild
+if [ "$(cat "$KEYFILE" 2>/dev/null)" != "$KERNELS_KEY" ]; then
   rm -rf "$TREE/build" "$TREE"/kernels/*.c "$TREE"/kernels/*.so "$R"/opt/venv-*/.firmware-py-key
-  rm -f "$TREE/.kernels-key"
+  rm -f "$KEYFILE"
 fi
 for I in $INTERPRETERS; do
   V=/opt/venv-$I
@@ -172,11 +173,11 @@ for I in $INTERPRETERS; do
   step "venv-$I" "python3 -m venv $V" || exit $STATUS
   step "install-$I" "cd /opt/firmware-py && FIRMWARE_PY_INTERPRETER=$I FIRMWARE_PY_VEC_REPORT=1 \
     $V/bin/pip install -v -e '.[test]'" || exit $STATUS
-  if [ ! -f "$TREE/.kernels-key" ]; then  # this install compiled the kernels
+  if [ ! -f "$KEYFILE" ]; then  # this install compiled the kernels
     grep -oE '[^ ]*kernels/[a-z_/]+\.[ch]:[0-9]+:[0-9]+: optimized: .*' "$LOGS/install-$I.log" \
       | sort -u -t: -k1,1 -k2,2n -k3,3n >"$LOGS/vec-report.txt" || true
     cp "$TREE"/kernels/_*.c "$LOGS/"  # the report's line numbers refer to these
-    echo "$KERNELS_KEY" >"$TREE/.kernels-key"
+    echo "$KERNELS_KEY" >"$KEYFILE"
     echo "arm64-test: $(wc -l <"$LOGS/vec-report.txt") vectoriser lines in $LOGS/vec-report.txt" >&2
   fi
   C "$V/bin/python -c 'import importlib.util as u, sys; \
