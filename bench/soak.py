@@ -77,9 +77,10 @@ class Watcher(threading.Thread):
         self.join(2)
 
 
-def settle(console: Console, reader: HostReader, sent: int, n0: int, before: dict) -> dict:
+def settle(console: Console, reader: HostReader, sent: int, n0: int, before: dict,
+           timeout_s: float = SETTLE_TIMEOUT_S) -> dict:
     """Counters once every sent frame is counted and every emitted result read (or the timeout)."""
-    end = time.monotonic() + SETTLE_TIMEOUT_S
+    end = time.monotonic() + timeout_s
     while True:
         time.sleep(0.2)
         after = flat_counters(console.counters())
@@ -169,7 +170,7 @@ def run(args) -> dict:
             # at once: a probe gone quiet is reconnected after probe.silence_timeout_s, which
             # closes and reopens the port (fewer fds for a while, not a leak or a fix of one)
             end = snapshot(proc)
-            after = settle(console, reader, sent, 0, before)
+            after = settle(console, reader, sent, 0, before, args.settle_timeout)
             watcher.stop()
             raw = console.counters()
         finally:
@@ -249,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fail unless the journal rotated at least once (default on)")
     ap.add_argument("--rss-limit-mb", type=float, default=RSS_LIMIT_MB)
     ap.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="bound on the whole run (default 1800)")
+    ap.add_argument("--settle-timeout", type=float, default=SETTLE_TIMEOUT_S, metavar="S",
+                    help=f"wait after the last frame for the daemon to count it (default {SETTLE_TIMEOUT_S:g}; "
+                         "longer on a slow or emulated board)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     return ap
 

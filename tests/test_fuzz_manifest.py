@@ -13,6 +13,11 @@ from hypothesis import strategies as st
 from firmware_py.errors import ModelError
 from firmware_py.inference.manifest import Manifest, parse_manifest
 
+# No subnormal floats: tflite-runtime on aarch64 sets flush-to-zero for the whole process once it is
+# imported (by any earlier test), and hypothesis then refuses to draw them; the parsers have no
+# subnormal-specific path to miss.
+SUBNORMALS = False
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(REPO, "models", "manifest.yaml"), encoding="utf-8") as _f:
     SHIPPED_TEXT = _f.read()
@@ -22,7 +27,7 @@ MAX_MESSAGE = 600
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(-2**70, 2**70).map(lambda i: i * 10**300),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
+    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=SUBNORMALS), st.text(max_size=30),
     st.sampled_from(["cpu", "edgetpu", "int8", "float32", "softmax", "sigmoid", "classify", "segment",
                      "../../etc/passwd", "/abs.tflite", "", "0" * 64, "x" * 2000]))
 values = st.recursive(scalars, lambda inner: st.one_of(
