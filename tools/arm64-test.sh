@@ -16,6 +16,7 @@
 #   ARM64_CACHE   root file systems, venvs, built kernels and logs, reused between runs   [.cache/arm64]
 #   FIRMWARE_PY_DATA  the shared ultrasound data, bind-mounted read-only                  [../shared/data]
 #   ARM64_TEST_TIMEOUT  seconds allowed for one pytest run                               [2400]
+#   ARM64_TESTS   what `all` runs: pytest paths or node ids                                   [tests]
 #
 # What it does:
 #   1. host: qemu-user-static, binfmt-support, debootstrap (apt-get, only when missing); binfmt_misc
@@ -197,7 +198,7 @@ print(platform.machine(), platform.python_version(), \"numpy\", numpy.__version_
   # the per-tier figures: this interpreter here against each package's x86_64 reference
   step "tiers-$I" "$IN && python tests/data/tier_outputs.py --compare" || true
   if [ "$WHAT" = all ]; then
-    TESTS=tests
+    TESTS=${ARM64_TESTS:-tests}
   else
     TESTS="tests/test_kernels_*.py"
   fi
