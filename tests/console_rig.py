@@ -65,11 +65,27 @@ class Technician:
         self.stream = pyte.ByteStream(self.screen)
         self.raw = b""
 
-    def type(self, data: bytes | str) -> None:
-        data = data.encode() if isinstance(data, str) else data
-        for i in range(0, len(data), 4096):
-            os.write(self.fd, data[i:i + 4096])
-            self.pump(0)
+    def type(self, data: bytes | str, timeout: float = 60.0) -> None:
+        """Send keys the way a terminal does: read the console's output while writing, so a long paste
+        never blocks both ends of the line (a blocking write here, with the replies unread, would leave
+        the console waiting on its own write until its write timeout)."""
+        data = memoryview(data.encode() if isinstance(data, str) else data)
+        sent, deadline = 0, time.monotonic() + timeout
+        while sent < len(data):
+            assert time.monotonic() < deadline, f"the console took {sent} of {len(data)} bytes in {timeout} s"
+            readable, writable, _ = select.select([self.fd], [self.fd], [], 0.5)
+            if readable:
+                self.pump(0)
+            if writable:
+                blocking = os.get_blocking(self.fd)
+                os.set_blocking(self.fd, False)
+                try:
+                    sent += os.write(self.fd, data[sent:sent + 4096])
+                except BlockingIOError:
+                    pass
+                finally:
+                    os.set_blocking(self.fd, blocking)
+        self.pump(0)
 
     def pump(self, timeout: float) -> None:
         while select.select([self.fd], [], [], timeout)[0]:
