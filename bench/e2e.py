@@ -59,7 +59,8 @@ def flat_counters(c: dict | None) -> dict[str, int]:
         return {}
     host = c.get("HostChannel", {})
     out = {k: int(c.get(k, 0)) for k in ("frames_processed", "frames_dropped_stale", "frames_no_buffer",
-                                          "frames_lost_gap", "frames_rejected_processing", "frames_in_progress")}
+                                          "frames_lost_gap", "frames_rejected_processing", "frames_in_progress",
+                                          "frames_skipped_by_rate")}
     out["host_delivered"], out["host_undelivered"] = int(host.get("delivered", 0)), int(host.get("undelivered", 0))
     for reason, n in c.get("frames_rejected_by_reason", {}).items():
         out[f"rejected:{reason}"] = int(n)
@@ -78,7 +79,10 @@ def account(sent: int, results: int, before: dict, after: dict, with_counters: b
                - d.get("host_undelivered", 0),
                "undelivered on the host line": d.get("host_undelivered", 0),
                "emitted, not read by the bench": d.get("host_delivered", 0) - results,
-               "cut off mid-frame": d.get("frames_in_progress", 0)}
+               "cut off mid-frame": d.get("frames_in_progress", 0),
+               # the power policy's every:K rung (or latency over budget on a slow board) analyses
+               # one frame in K: the others are dropped on purpose, not lost
+               "skipped by the analysis rate (every:K rung)": d.get("frames_skipped_by_rate", 0)}
     corrupt = {k.split(":", 1)[1]: v for k, v in d.items() if k.startswith("rejected:")}
     # Intact frames that came before the session's handshake are dropped, not corrupt (the status line agrees).
     dropped["arrived before the handshake"] = corrupt.pop("no_handshake", 0)

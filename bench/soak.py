@@ -205,6 +205,7 @@ def run(args) -> dict:
                     "committed": journal_stats.get("committed"), "undurable": journal_stats.get("undurable")},
         "results_file_lines": results_lines, "host_garbled_lines": reader.garbled,
         "daemon_summary": summary,
+        "counters_end": after,  # the daemon's own counts behind the accounting, for a run that fails it
     }
     res["targets"] = targets(res, args, bound)
     return res
