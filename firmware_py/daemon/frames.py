@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from firmware_py.kernels import Preprocessor, largest_component, mask_area_mm2
+from firmware_py.kernels import Preprocessor, mask_area_mm2
 from firmware_py.results import ResultRecord
 
 
@@ -75,8 +75,7 @@ class FrameProcessor:
         if out.mask is not None and out.indeterminate is None:
             # the nodule: the decoder's largest connected component, as models evaluate measures it; a
             # frame the manifest's no-nodule rule rejects has area 0 and says why (extra.no_nodule)
-            nodule = out.nodule if out.nodule is not None or out.no_nodule else largest_component(out.mask)
-            area = 0.0 if nodule is None else float(mask_area_mm2(nodule, frame.geometry))
+            area = 0.0 if out.nodule is None else float(mask_area_mm2(out.nodule, frame.geometry))
         received_ns = getattr(frame, "received_ns", 0)
         total_ms = (time.monotonic_ns() - received_ns) / 1e6 if received_ns else (t2 - t0) * 1000.0
         if out.tier != self._last_tier:  # a new tier: latency history of the old one no longer applies
