@@ -255,7 +255,7 @@ class ProbeLink:
             port = None
             try:
                 port = self._open()
-                reader = self._handshake(port)
+                reader = self._handshake_until_answered(port)
                 if reader is None:  # stop() during the handshake
                     break
                 backoff = self.backoff_initial
@@ -323,6 +323,23 @@ class ProbeLink:
         with self._write_lock:
             port.write(data)
             port.flush()
+
+    def _handshake_until_answered(self, port):
+        """Hello until the probe answers, on the port as opened: a probe that does not answer yet
+        (booting, or its driver starting after ours) is waited for with the port held open and
+        read, a hello every hello_interval. Closing and reopening it would lose what the probe
+        sends in between: pyserial flushes a port's input when it opens it, so a probe answering a
+        hello just before our timeout had its capabilities and first frames discarded unseen, by
+        no counter of ours (the soak under emulation lost a frame so). None if stop() came first;
+        a refusal or a line error goes to the caller, which closes the port and backs off."""
+        while True:
+            try:
+                return self._handshake(port)
+            except HandshakeRefused:
+                raise
+            except LinkError as exc:  # no answer in time: say so (once), and go on asking
+                self.handshake_failures += 1
+                self._fail("error", str(exc))
 
     def _handshake(self, port):
         """The reader for the session once the probe's capabilities are accepted; None if

@@ -173,6 +173,32 @@ def test_handshake_timeout_when_nothing_answers():
             link.stop()
 
 
+def test_a_probe_that_answers_after_the_handshake_timeout_loses_no_frame():
+    """The probe starts after the link has given up one handshake (it boots later; a simulator
+    process starting slowly under emulation): it answers a hello still waiting in the line and
+    streams at once. The link holds the port open while it asks again, so nothing the probe sent is
+    flushed unseen: the first frame delivered is the probe's first, seq 0. (The link used to close
+    the port and reopen it after its back-off; pyserial's open flushed whatever had arrived, and the
+    lost frames had no predecessor to show them as a sequence gap: the soak's one unattributed frame.)"""
+    with pty_pair() as (master, _slave, path):
+        got = Collector()
+        link = ProbeLink(path, handshake_timeout=0.2, hello_interval=0.05, backoff_initial=1.0, backoff_max=1.0)
+        link.start(got, got.on_event)
+        st = None
+        try:
+            assert wait_for(lambda: link.stats()["handshake_failures"] >= 1)
+            sim = ProbeSimulator(phantom(), fps=200)
+            st = SimThread(sim, master)
+            assert wait_for(lambda: len(got.frames) >= 20)
+        finally:
+            link.stop()
+            if st:
+                st.stop()
+        s = link.stats()
+        assert got.seqs[0] == 0, f"the first {got.seqs[0]} frames the probe sent were lost unseen"
+        assert s["frames_lost_gap"] == 0 and s["frames_rejected"] == 0 and s["reconnects"] == 0
+
+
 def test_stop_during_the_handshake_ends_the_thread_without_an_error():
     """stop() while the probe has not answered the hello yet: the thread ends quietly (it used to
     go on into the read loop and fail there with an AttributeError, reported as a link error)."""
