@@ -616,7 +616,7 @@ def _retrain_section(models_dir):
     if not res and not st:
         return []
     out = ["## Retrain: grouped splits, device augmentation, pruning gate (BUSI fold 0)", ""]
-    resume = ("nice -n 19 .venv-tf/bin/python -m firmware_py.models.build --data ../shared/data --tasks busi "
+    resume = ("nice -n 19 .venv/bin/python -m firmware_py.models.build --data ../shared/data --tasks busi "
               "--folds 0 --no-ship --work-dir models/report/cv_device --threads 2")
     if res:
         out += [f"Finished: test n={res['n_test']}, train n={res['n_train']}, validation n={res['n_val']} "
@@ -632,6 +632,7 @@ def _retrain_section(models_dir):
                 (f" Teacher after epoch {tv['epoch']}, float, grouped validation n={tv['n_val']}: accuracy "
                  f"{_pct(tv['accuracy'])}, balanced accuracy {_pct(tv['balanced_accuracy'])}, malignant AUC "
                  f"{_pct(tv['malignant_auc'])}." if tv else ""), ""]
+    out += _grouped_cv(models_dir, work)
     if not res:
         out += ["Not finished, so nothing was shipped: the tiers above and in the manifest are the old ones. The "
                 "run checkpoints every epoch of every phase (teacher, each student's distillation and pruning) and "
@@ -648,6 +649,46 @@ def _retrain_section(models_dir):
                 "`--folds 1,2,3,4 --no-ship --work-dir models/report/cv_device` and then let cv_device replace "
                 "cv, so the manifest's cv_* figures and this report's fold tables are all grouped.", ""]
     return out
+
+
+def _grouped_cv(models_dir, work):
+    """The grouped folds run so far (work/busi_fold*.json) beside the leaky cross-validation's same folds."""
+    runs = sorted((json.load(open(p)) for p in glob.glob(os.path.join(work, "busi_fold*.json"))),
+                  key=lambda r: r["fold"])
+    if not runs:
+        return []
+    leaky = {r["fold"]: r for r in _load(models_dir).get("busi", [])}
+    names = sorted(runs[0]["tiers"], key=lambda n: runs[0]["tiers"][n]["rank"])
+    rows = []
+    for n in names:
+        variant = "float" if runs[0]["tiers"][n]["rank"] < 0 else "int8"
+        cells = []
+        for r in runs:
+            m = r["tiers"].get(n, {}).get(variant)
+            old = leaky.get(r["fold"], {}).get("tiers", {}).get(n, {}).get(variant)
+            cells.append("-" if m is None else f"{_pct(m['accuracy'])} / {_pct(m['malignant_auc'])}"
+                         + (f" (leaky {_pct(old['accuracy'])})" if old else ""))
+        rows.append([n, variant, *cells])
+    budgets = "; ".join(f"fold {r['fold']}: teacher {r['settings']['teacher_epochs']} / student "
+                        f"{r['settings']['student_epochs']} + prune {r['settings']['prune_epochs']} epochs, "
+                        f"{r['seconds'] / 60:.0f} min in the run that finished it, test n={r['n_test']}" for r in runs)
+    todo = [k for k in range(5) if k not in {r["fold"] for r in runs}]
+    rel = os.path.relpath(work, os.path.dirname(models_dir))
+    out = [f"### Grouped cross-validation (BUSI, device augmentation): {len(runs)} of 5 folds run", "",
+           "Accuracy / malignant AUC at 0.5 on each fold's grouped test split (int8 through the daemon's "
+           "Preprocessor; the teacher float), beside the leaky cross-validation's figure for the same fold "
+           "number (a different, leaky split of the same images):", "",
+           _md(["tier", "model", *[f"fold {r['fold']}" for r in runs]], rows), "",
+           f"Epoch budgets: {budgets}. A smaller budget than fold 0's costs accuracy here (the device "
+           "augmentation makes every epoch harder), so folds at different budgets are not averaged."]
+    if todo:
+        out += ["", f"Not run yet: fold(s) {', '.join(map(str, todo))}. Each fold's JSON is the unit that "
+                "survives a session (the per-epoch checkpoints under .cache/ do not survive a new checkout); "
+                "run one or more with:", "", "```",
+                f"nice -n 19 .venv/bin/python -m firmware_py.models.build --data ../shared/data --tasks busi "
+                f"--folds {','.join(map(str, todo))} --no-ship --work-dir {rel} --threads 2 --epochs-scale 0.4",
+                "```"]
+    return out + [""]
 
 
 def _reruns_text(run, task):
