@@ -35,6 +35,10 @@ class HandshakeRefused(LinkError):
     """The probe and this driver have no protocol version in common (or the probe chose badly)."""
 
 
+class HandshakeTimeout(LinkError):
+    """Nothing answered the hello within handshake_timeout (no probe yet, or one still booting)."""
+
+
 def parse_vid_pid(vid_pid: str) -> tuple[int, int]:
     try:
         v, p = vid_pid.split(":")
@@ -331,13 +335,12 @@ class ProbeLink:
         sends in between: pyserial flushes a port's input when it opens it, so a probe answering a
         hello just before our timeout had its capabilities and first frames discarded unseen, by
         no counter of ours (the soak under emulation lost a frame so). None if stop() came first;
-        a refusal or a line error goes to the caller, which closes the port and backs off."""
+        any other failure (a refusal, a bad answer, a line error) goes to the caller, which closes
+        the port and backs off."""
         while True:
             try:
                 return self._handshake(port)
-            except HandshakeRefused:
-                raise
-            except LinkError as exc:  # no answer in time: say so (once), and go on asking
+            except HandshakeTimeout as exc:  # no answer in time: say so (once), and go on asking
                 self.handshake_failures += 1
                 self._fail("error", str(exc))
 
@@ -352,7 +355,7 @@ class ProbeLink:
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= deadline:
-                raise LinkError(f"the probe on {self.port_path} did not answer the hello within "
+                raise HandshakeTimeout(f"the probe on {self.port_path} did not answer the hello within "
                                 f"{self.handshake_timeout} s; check it is a firmware-py probe and powered")
             if now >= next_hello:
                 self._write(port, P.encode_hello(self.version_min, self.version_max))
