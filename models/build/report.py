@@ -679,8 +679,8 @@ def _grouped_cv(models_dir, work):
            "Preprocessor; the teacher float), beside the leaky cross-validation's figure for the same fold "
            "number (a different, leaky split of the same images):", "",
            _md(["tier", "model", *[f"fold {r['fold']}" for r in runs]], rows), "",
-           f"Epoch budgets: {budgets}. A smaller budget than fold 0's costs accuracy here (the device "
-           "augmentation makes every epoch harder), so folds at different budgets are not averaged."]
+           f"Epoch budgets: {budgets}. Folds at different budgets are not averaged; folds at "
+           "the same budget still differ widely (the grouped splits keep whole lesions together, n=122 each)."]
     if todo:
         out += ["", f"Not run yet: fold(s) {', '.join(map(str, todo))}. Each fold's JSON is the unit that "
                 "survives a session (the per-epoch checkpoints under .cache/ do not survive a new checkout); "
