@@ -35,10 +35,6 @@ class HandshakeRefused(LinkError):
     """The probe and this driver have no protocol version in common (or the probe chose badly)."""
 
 
-class HandshakeTimeout(LinkError):
-    """Nothing answered the hello within handshake_timeout (no probe yet, or one still booting)."""
-
-
 def parse_vid_pid(vid_pid: str) -> tuple[int, int]:
     try:
         v, p = vid_pid.split(":")
@@ -259,7 +255,7 @@ class ProbeLink:
             port = None
             try:
                 port = self._open()
-                reader = self._handshake_until_answered(port)
+                reader = self._handshake(port)
                 if reader is None:  # stop() during the handshake
                     break
                 backoff = self.backoff_initial
@@ -328,25 +324,17 @@ class ProbeLink:
             port.write(data)
             port.flush()
 
-    def _handshake_until_answered(self, port):
-        """Hello until the probe answers, on the port as opened: a probe that does not answer yet
-        (booting, or its driver starting after ours) is waited for with the port held open and
-        read, a hello every hello_interval. Closing and reopening it would lose what the probe
-        sends in between: pyserial flushes a port's input when it opens it, so a probe answering a
-        hello just before our timeout had its capabilities and first frames discarded unseen, by
-        no counter of ours (the soak under emulation lost a frame so). None if stop() came first;
-        any other failure (a refusal, a bad answer, a line error) goes to the caller, which closes
-        the port and backs off."""
-        while True:
-            try:
-                return self._handshake(port)
-            except HandshakeTimeout as exc:  # no answer in time: say so (once), and go on asking
-                self.handshake_failures += 1
-                self._fail("error", str(exc))
-
     def _handshake(self, port):
         """The reader for the session once the probe's capabilities are accepted; None if
-        stop() came first."""
+        stop() came first.
+
+        A probe that does not answer yet (booting, or its driver starting after ours) is waited for
+        on the port as opened, a hello every hello_interval; each handshake_timeout without an
+        answer counts a failure (said once). Closing and reopening the port would lose what the
+        probe sends in between: pyserial flushes a port's input when it opens it, so a probe
+        answering just after the timeout had its capabilities and first frames discarded unseen,
+        by no counter of ours (the soak under emulation lost a frame so). A refusal, a bad answer
+        or a line error goes to the caller, which closes the port and backs off."""
         reader = self._reader(port)
         parser = self.parser
         parser.version, parser.max_payload = None, self.max_payload
@@ -355,8 +343,10 @@ class ProbeLink:
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= deadline:
-                raise HandshakeTimeout(f"the probe on {self.port_path} did not answer the hello within "
-                                f"{self.handshake_timeout} s; check it is a firmware-py probe and powered")
+                self.handshake_failures += 1
+                self._fail("error", f"the probe on {self.port_path} did not answer the hello within "
+                                    f"{self.handshake_timeout} s; check it is a firmware-py probe and powered")
+                deadline = now + self.handshake_timeout
             if now >= next_hello:
                 self._write(port, P.encode_hello(self.version_min, self.version_max))
                 next_hello = now + self.hello_interval

@@ -15,9 +15,10 @@ CLS_KEYS = ("accuracy", "balanced_accuracy", "malignant_sensitivity", "malignant
 SEG_KEYS = ("dice", "iou")
 
 
-def _load(models_dir):
+def _load(models_dir, work="cv"):
+    """{task: [fold results, by fold]} from models/report/<work>/*_fold*.json."""
     folds = {}
-    for p in sorted(glob.glob(os.path.join(models_dir, "report", "cv", "*_fold*.json"))):
+    for p in sorted(glob.glob(os.path.join(models_dir, "report", work, "*_fold*.json"))):
         task = os.path.basename(p).split("_fold")[0]
         with open(p) as fh:
             folds.setdefault(task, []).append(json.load(fh))
@@ -653,8 +654,7 @@ def _retrain_section(models_dir):
 
 def _grouped_cv(models_dir, work):
     """The grouped folds run so far (work/busi_fold*.json) beside the leaky cross-validation's same folds."""
-    runs = sorted((json.load(open(p)) for p in glob.glob(os.path.join(work, "busi_fold*.json"))),
-                  key=lambda r: r["fold"])
+    runs = _load(models_dir, os.path.basename(work)).get("busi", [])
     if not runs:
         return []
     leaky = {r["fold"]: r for r in _load(models_dir).get("busi", [])}
