@@ -82,8 +82,29 @@ class _FdReader:
         return n
 
 
+class _SelectableReader:
+    """A backend with a descriptor to wait on but no byte count (socket://): its in_waiting says
+    only 1 when anything has arrived, so reading what it reports took one byte per call, and the
+    link fell behind a 100 fps stream under emulation (a command's ack queued behind seconds of
+    frames). Wait on the descriptor, then take all that has arrived in one non-blocking read."""
+
+    def __init__(self, port, timeout: float):
+        self.port = port
+        port.timeout = 0  # read() returns what is there; the wait is the select below
+        self.fd = port.fileno()
+        self.timeout = timeout
+
+    def readinto(self, mv: memoryview) -> int:
+        if not select.select([self.fd], [], [], self.timeout)[0]:
+            return 0
+        data = self.port.read(len(mv))  # b"" at end of stream raises SerialException (a line error)
+        mv[:len(data)] = data
+        return len(data)
+
+
 class _PortReader:
-    """Any other pyserial backend (loop://, socket://, rfc2217://): read what is waiting, copy."""
+    """Any other pyserial backend (loop://, rfc2217://): read what is waiting (their in_waiting
+    is a byte count), copy."""
 
     def __init__(self, port, timeout: float):
         self.port = port
@@ -317,6 +338,8 @@ class ProbeLink:
     def _reader(self, port):
         if isinstance(port, serial.Serial) and hasattr(port, "fd") and port.fd is not None:
             return _FdReader(port, self.read_timeout)
+        if hasattr(port, "fileno"):
+            return _SelectableReader(port, self.read_timeout)
         return _PortReader(port, self.read_timeout)
 
     def _write(self, port, data: bytes) -> None:

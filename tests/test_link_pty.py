@@ -273,6 +273,39 @@ def test_generic_pyserial_backend_socket_url():
     assert got.seqs[:3] == [0, 1, 2]
 
 
+def test_a_socket_url_reads_what_has_arrived_in_one_call_not_a_byte_at_a_time():
+    """pyserial's socket:// in_waiting is 1 whenever anything is there: read by it, the link took
+    one byte per call and fell behind a 100 fps stream under emulation (a gain ack waited > 30 s
+    behind the frames in the socket)."""
+    import serial
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = serial.serial_for_url(f"socket://127.0.0.1:{srv.getsockname()[1]}")
+    conn, _ = srv.accept()
+    try:
+        burst = bytes(range(256)) * 40
+        conn.sendall(burst)
+        reader = ProbeLink(port.port)._reader(port)
+        buf = bytearray(65536)
+        got = bytearray()
+        calls = 0
+        while len(got) < len(burst) and calls < 100:
+            n = reader.readinto(memoryview(buf))
+            got += buf[:n]
+            calls += 1
+        assert bytes(got) == burst
+        assert calls <= 3  # one in practice; loopback may split the burst
+        conn.close()  # the probe's end going away is a line error, not an endless empty read
+        with pytest.raises(serial.SerialException):
+            for _ in range(100):
+                reader.readinto(memoryview(buf))
+    finally:
+        port.close()
+        srv.close()
+
+
 def test_no_url_and_no_vid_pid_is_a_clear_error():
     with pytest.raises(LinkError, match="give a serial URL"):
         ProbeLink()
