@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -14,10 +15,27 @@ def setup_tf(seed: int, threads: int = 2):
     except ImportError as exc:  # the daemon never needs TensorFlow; the build does
         raise ImportError("TensorFlow is not installed: pip install 'firmware-py[train]' "
                           "(tensorflow-cpu) to build models") from exc
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    _cap_threads(tf, intra=threads, inter=1)
     tf.keras.utils.set_random_seed(seed)
     return tf
+
+
+def _cap_threads(tf, intra: int, inter: int) -> None:
+    """Set TensorFlow's thread pools, once per process: they are fixed when the first op runs, and
+    setting them after that raises. A second build in the same process (a test after another, a
+    notebook) keeps the pools it has, with one warning when they differ from what it asked."""
+    th = tf.config.threading
+    for name, get, put, want in (("intra-op", th.get_intra_op_parallelism_threads,
+                                  th.set_intra_op_parallelism_threads, intra),
+                                 ("inter-op", th.get_inter_op_parallelism_threads,
+                                  th.set_inter_op_parallelism_threads, inter)):
+        if get() == want:
+            continue
+        try:
+            put(want)
+        except RuntimeError:
+            warnings.warn(f"TensorFlow's {name} threads are already fixed in this process "
+                          f"({get() or 'all cores'}); this build keeps them instead of {want}", stacklevel=3)
 
 
 def resize_batch(images: list, grid: tuple) -> np.ndarray:
