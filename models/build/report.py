@@ -659,6 +659,7 @@ def _grouped_cv(models_dir, work):
         return []
     leaky = {r["fold"]: r for r in _load(models_dir).get("busi", [])}
     names = sorted(runs[0]["tiers"], key=lambda n: runs[0]["tiers"][n]["rank"])
+    same = _same_budget_folds(runs)
     rows = []
     for n in names:
         variant = "float" if runs[0]["tiers"][n]["rank"] < 0 else "int8"
@@ -668,6 +669,8 @@ def _grouped_cv(models_dir, work):
             old = leaky.get(r["fold"], {}).get("tiers", {}).get(n, {}).get(variant)
             cells.append("-" if m is None else f"{_pct(m['accuracy'])} / {_pct(m['malignant_auc'])}"
                          + (f" (leaky {_pct(old['accuracy'])})" if old else ""))
+        if same:
+            cells.append(_fold_mean(same, n, variant, leaky))
         rows.append([n, variant, *cells])
     budgets = "; ".join(f"fold {r['fold']}: teacher {r['settings']['teacher_epochs']} / student "
                         f"{r['settings']['student_epochs']} + prune {r['settings']['prune_epochs']} epochs, "
@@ -678,9 +681,13 @@ def _grouped_cv(models_dir, work):
            "Accuracy / malignant AUC at 0.5 on each fold's grouped test split (int8 through the daemon's "
            "Preprocessor; the teacher float), beside the leaky cross-validation's figure for the same fold "
            "number (a different, leaky split of the same images):", "",
-           _md(["tier", "model", *[f"fold {r['fold']}" for r in runs]], rows), "",
-           f"Epoch budgets: {budgets}. Folds at different budgets are not averaged; folds at "
-           "the same budget still differ widely (the grouped splits keep whole lesions together, n=122 each)."]
+           _md(["tier", "model", *[f"fold {r['fold']}" for r in runs],
+                *([f"folds {', '.join(str(r['fold']) for r in same)}: mean +- sd"] if same else [])], rows), "",
+           f"Epoch budgets: {budgets}. Folds at different budgets are not averaged"
+           + (f" (the mean is over folds {', '.join(str(r['fold']) for r in same)}, which share one budget, "
+              "accuracy then AUC, beside the leaky mean of the same fold numbers)" if same else "")
+           + "; folds at the same budget still differ widely (the grouped splits keep whole lesions together, "
+           "n=122 each)."]
     if todo:
         out += ["", f"Not run yet: fold(s) {', '.join(map(str, todo))}. Each fold's JSON is the unit that "
                 "survives a session (the per-epoch checkpoints under .cache/ do not survive a new checkout); "
@@ -689,6 +696,30 @@ def _grouped_cv(models_dir, work):
                 f"--folds {','.join(map(str, todo))} --no-ship --work-dir {rel} --threads 2 --epochs-scale 0.4",
                 "```"]
     return out + [""]
+
+
+def _same_budget_folds(runs):
+    """The largest set of (at least two) folds trained with one epoch budget, or []."""
+    by = {}
+    for r in runs:
+        st = r["settings"]
+        by.setdefault((st["teacher_epochs"], st["student_epochs"], st["prune_epochs"]), []).append(r)
+    best = max(by.values(), key=len)
+    return best if len(best) >= 2 else []
+
+
+def _fold_mean(runs, name, variant, leaky):
+    """'mean +- sd' of accuracy and AUC over runs (sample sd), and the leaky mean for the same folds."""
+    ms = [r["tiers"][name][variant] for r in runs if r["tiers"].get(name, {}).get(variant)]
+    if len(ms) < 2:
+        return "-"
+    acc = np.array([m["accuracy"] for m in ms])
+    auc = np.array([m["malignant_auc"] for m in ms])
+    olds = [leaky.get(r["fold"], {}).get("tiers", {}).get(name, {}).get(variant) for r in runs]
+    old = (f" (leaky {_pct(float(np.mean([o['accuracy'] for o in olds])))})"
+           if all(olds) and len(olds) == len(ms) else "")
+    return (f"{_pct(acc.mean())} +- {_pct(acc.std(ddof=1))} / {_pct(auc.mean())} +- {_pct(auc.std(ddof=1))}"
+            + old)
 
 
 def _reruns_text(run, task):
