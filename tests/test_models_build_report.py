@@ -27,6 +27,7 @@ def test_folds_sharing_a_budget_are_averaged_beside_the_leaky_mean_and_others_ar
     small = next(ln for ln in text.splitlines() if ln.startswith("| small |"))
     # mean 65.0, sample sd of (60, 70) 7.1; AUC 85.0 +- 7.1; the leaky folds 1 and 2 average 70.0
     assert small.endswith("| 65.0 +- 7.1 / 85.0 +- 7.1 (leaky 70.0) |")
+    assert "those leaky runs had the same epoch budget and the basic augmentation" in text
     assert "Not run yet: fold(s) 3, 4" in text and "--folds 3,4" in text
 
 

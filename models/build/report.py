@@ -685,7 +685,8 @@ def _grouped_cv(models_dir, work):
                 *([f"folds {', '.join(str(r['fold']) for r in same)}: mean +- sd"] if same else [])], rows), "",
            f"Epoch budgets: {budgets}. Folds at different budgets are not averaged"
            + (f" (the mean is over folds {', '.join(str(r['fold']) for r in same)}, which share one budget, "
-              "accuracy then AUC, beside the leaky mean of the same fold numbers)" if same else "")
+              "accuracy then AUC, beside the leaky mean of the same fold numbers" + _leaky_budget(same, leaky)
+              + ")" if same else "")
            + "; folds at the same budget still differ widely (the grouped splits keep whole lesions together, "
            "n=122 each)."]
     if todo:
@@ -706,6 +707,20 @@ def _same_budget_folds(runs):
         by.setdefault((st["teacher_epochs"], st["student_epochs"], st["prune_epochs"]), []).append(r)
     best = max(by.values(), key=len)
     return best if len(best) >= 2 else []
+
+
+def _leaky_budget(runs, leaky):
+    """Whether the leaky runs of the same folds had the same epoch budget (then the split and the
+    augmentation are what differ)."""
+    keys = ("teacher_epochs", "student_epochs", "prune_epochs")
+    olds = [leaky.get(r["fold"]) for r in runs]
+    if not all(olds):
+        return ""
+    same = all(tuple(o["settings"][k] for k in keys) == tuple(r["settings"][k] for k in keys)
+               for o, r in zip(olds, runs))
+    aug = {o["settings"].get("augment") or "basic" for o in olds}
+    return (f"; those leaky runs had {'the same' if same else 'another'} epoch budget and the "
+            f"{'/'.join(sorted(aug))} augmentation")
 
 
 def _fold_mean(runs, name, variant, leaky):
