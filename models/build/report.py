@@ -660,6 +660,7 @@ def _grouped_cv(models_dir, work):
     leaky = {r["fold"]: r for r in _load(models_dir).get("busi", [])}
     names = sorted(runs[0]["tiers"], key=lambda n: runs[0]["tiers"][n]["rank"])
     same = _same_budget_folds(runs)
+    same_folds = ", ".join(str(r["fold"]) for r in same)
     rows = []
     for n in names:
         variant = "float" if runs[0]["tiers"][n]["rank"] < 0 else "int8"
@@ -672,8 +673,8 @@ def _grouped_cv(models_dir, work):
         if same:
             cells.append(_fold_mean(same, n, variant, leaky))
         rows.append([n, variant, *cells])
-    budgets = "; ".join(f"fold {r['fold']}: teacher {r['settings']['teacher_epochs']} / student "
-                        f"{r['settings']['student_epochs']} + prune {r['settings']['prune_epochs']} epochs, "
+    budgets = "; ".join(f"fold {r['fold']}: teacher {_budget(r)[0]} / student {_budget(r)[1]} + prune "
+                        f"{_budget(r)[2]} epochs, "
                         f"{r['seconds'] / 60:.0f} min in the run that finished it, test n={r['n_test']}" for r in runs)
     todo = [k for k in range(5) if k not in {r["fold"] for r in runs}]
     rel = os.path.relpath(work, os.path.dirname(models_dir))
@@ -682,9 +683,9 @@ def _grouped_cv(models_dir, work):
            "Preprocessor; the teacher float), beside the leaky cross-validation's figure for the same fold "
            "number (a different, leaky split of the same images):", "",
            _md(["tier", "model", *[f"fold {r['fold']}" for r in runs],
-                *([f"folds {', '.join(str(r['fold']) for r in same)}: mean +- sd"] if same else [])], rows), "",
+                *([f"folds {same_folds}: mean +- sd"] if same else [])], rows), "",
            f"Epoch budgets: {budgets}. Folds at different budgets are not averaged"
-           + (f" (the mean is over folds {', '.join(str(r['fold']) for r in same)}, which share one budget, "
+           + (f" (the mean is over folds {same_folds}, which share one budget, "
               "accuracy then AUC, beside the leaky mean of the same fold numbers" + _leaky_budget(same, leaky)
               + ")" if same else "")
            + "; folds at the same budget still differ widely (the grouped splits keep whole lesions together, "
@@ -699,12 +700,17 @@ def _grouped_cv(models_dir, work):
     return out + [""]
 
 
+def _budget(run):
+    """A fold run's epoch budget: (teacher, student, prune) epochs."""
+    st = run["settings"]
+    return st["teacher_epochs"], st["student_epochs"], st["prune_epochs"]
+
+
 def _same_budget_folds(runs):
     """The largest set of (at least two) folds trained with one epoch budget, or []."""
     by = {}
     for r in runs:
-        st = r["settings"]
-        by.setdefault((st["teacher_epochs"], st["student_epochs"], st["prune_epochs"]), []).append(r)
+        by.setdefault(_budget(r), []).append(r)
     best = max(by.values(), key=len)
     return best if len(best) >= 2 else []
 
@@ -712,12 +718,10 @@ def _same_budget_folds(runs):
 def _leaky_budget(runs, leaky):
     """Whether the leaky runs of the same folds had the same epoch budget (then the split and the
     augmentation are what differ)."""
-    keys = ("teacher_epochs", "student_epochs", "prune_epochs")
     olds = [leaky.get(r["fold"]) for r in runs]
     if not all(olds):
         return ""
-    same = all(tuple(o["settings"][k] for k in keys) == tuple(r["settings"][k] for k in keys)
-               for o, r in zip(olds, runs))
+    same = all(_budget(o) == _budget(r) for o, r in zip(olds, runs))
     aug = {o["settings"].get("augment") or "basic" for o in olds}
     return (f"; those leaky runs had {'the same' if same else 'another'} epoch budget and the "
             f"{'/'.join(sorted(aug))} augmentation")
