@@ -316,7 +316,11 @@ def test_a_model_file_corrupted_on_disk_is_refused_at_reload_and_the_running_tie
     marks = {}
 
     def scenario():
+        # Pinned, as a technician would: on a slow machine (emulated aarch64 under load) the power
+        # policy may step down for latency mid-test, a tier change that has nothing to do with reload.
         tier = marks["tier"] = daemon.engine.active_tier.name
+        daemon.commands.call("tier", tier=tier, source="console")
+        rig.wait_processed(3)  # the pin runs from the next frame
         rot(os.path.join(str(tmp_path / "models"), daemon.engine.manifest.tier(tier).files["cpu"].path))
         marks["t0"] = time.time()
         if source == "console":
@@ -334,7 +338,9 @@ def test_a_model_file_corrupted_on_disk_is_refused_at_reload_and_the_running_tie
     gap = longest_gap(out, marks["t0"], marks["t1"])
     after = [r for r in out if r["wall_time"] > marks["t0"]]
     report(f"model corrupted before reload ({source})", longest_gap_s=round(gap, 3), **ledger)
-    assert after and all(r["tier"] == marks["tier"] for r in after), "the verified tier in memory must keep serving"
+    served = sorted({r["tier"] for r in after})
+    assert served == [marks["tier"]], \
+        f"the verified tier in memory must keep serving: {marks['tier']} pinned, served {served} ({daemon.tiers.reason})"
     assert ledger["corrupt"] == ledger["lost_gap"] == 0 and gap <= NOISY_LINE_MAX_GAP_S, (gap, ledger)
 
 
