@@ -5,13 +5,14 @@ import os
 from firmware_py.models.build import report
 
 
-def _fold(root, work, fold, acc, auc, budget=(40, 32, 6)):
-    tiers = {"teacher": {"rank": -1, "float": {"accuracy": acc + 0.05, "malignant_auc": auc}},
-             "small": {"rank": 0, "int8": {"accuracy": acc, "malignant_auc": auc}}}
+def _fold(root, work, fold, acc, auc, budget=(40, 32, 6), task="busi"):
+    first, second = ("accuracy", "malignant_auc") if task == "busi" else ("dice", "iou")
+    tiers = {"teacher": {"rank": -1, "float": {first: acc + 0.05, second: auc}},
+             "small": {"rank": 0, "int8": {first: acc, second: auc}}}
     run = {"fold": fold, "tiers": tiers, "seconds": 3000, "n_test": 122,
            "settings": dict(zip(("teacher_epochs", "student_epochs", "prune_epochs"), budget))}
     os.makedirs(os.path.join(root, "report", work), exist_ok=True)
-    with open(os.path.join(root, "report", work, f"busi_fold{fold}.json"), "w") as fh:
+    with open(os.path.join(root, "report", work, f"{task}_fold{fold}.json"), "w") as fh:
         json.dump(run, fh)
 
 
@@ -37,3 +38,21 @@ def test_no_two_folds_at_one_budget_means_no_mean_column(tmp_path):
     _fold(root, "cv_device", 1, 0.60, 0.80)
     text = "\n".join(report._grouped_cv(root, os.path.join(root, "report", "cv_device")))
     assert "mean +- sd" not in text and "| fold 0 | fold 1 |" in text
+
+
+def test_ddti_folds_get_their_own_table_of_dice_and_iou_beside_the_patient_split_folds(tmp_path):
+    root = str(tmp_path)
+    _fold(root, "cv_device", 0, 0.60, 0.50, budget=(40, 32, 6))  # a BUSI fold: not in the DDTI table
+    for k, dice, iou in ((1, 0.80, 0.70), (2, 0.84, 0.74)):
+        _fold(root, "cv_device", k, dice, iou, budget=(30, 24, 4), task="ddti")
+        _fold(root, "cv", k, dice + 0.02, iou, budget=(30, 24, 4), task="ddti")
+    work = os.path.join(root, "report", "cv_device")
+    text = "\n".join(report._grouped_cv(root, work, "ddti"))
+    assert "(DDTI, device augmentation): 2 of 5 folds run" in text and "Dice / IoU on each fold" in text
+    small = next(ln for ln in text.splitlines() if ln.startswith("| small |"))
+    # Dice 82.0 +- 2.8 (sample sd of 80, 84), IoU 72.0 +- 2.8; the patient-split folds average 84.0
+    assert small == "| small | int8 | 80.0 / 70.0 (patient-split 82.0) | 84.0 / 74.0 (patient-split 86.0) " \
+                    "| 82.0 +- 2.8 / 72.0 +- 2.8 (patient-split 84.0) |"
+    assert "those patient-split runs had the same epoch budget" in text and "Dice then IoU" in text
+    assert "--tasks ddti --folds 0,3,4" in text and "--epochs-scale 0.3" in text
+    assert "leaky" not in text and "fold 0 |" not in text

@@ -633,7 +633,7 @@ def _retrain_section(models_dir):
                 (f" Teacher after epoch {tv['epoch']}, float, grouped validation n={tv['n_val']}: accuracy "
                  f"{_pct(tv['accuracy'])}, balanced accuracy {_pct(tv['balanced_accuracy'])}, malignant AUC "
                  f"{_pct(tv['malignant_auc'])}." if tv else ""), ""]
-    out += _grouped_cv(models_dir, work)
+    out += _grouped_cv(models_dir, work, "busi") + _grouped_cv(models_dir, work, "ddti")
     if not res:
         out += ["Not finished, so nothing was shipped: the tiers above and in the manifest are the old ones. The "
                 "run checkpoints every epoch of every phase (teacher, each student's distillation and pruning) and "
@@ -652,12 +652,27 @@ def _retrain_section(models_dir):
     return out
 
 
-def _grouped_cv(models_dir, work):
-    """The grouped folds run so far (work/busi_fold*.json) beside the leaky cross-validation's same folds."""
-    runs = _load(models_dir, os.path.basename(work)).get("busi", [])
+# Per task: the two figures a fold's cell shows, what the earlier cross-validation (models/report/cv)
+# was, how the grouping is said, and the --epochs-scale that gives that cross-validation's folds 1-4
+# budget (so a grouped fold compares with them at one budget).
+GROUPED_CV = {
+    "busi": (("accuracy", "malignant_auc"), "accuracy / malignant AUC at 0.5", "BUSI",
+             ("leaky", "a different, leaky split of the same images"), 0.4,
+             "the grouped splits keep whole lesions together"),
+    "ddti": (("dice", "iou"), "Dice / IoU", "DDTI",
+             ("patient-split", "split by patient id only, so one image filed under several ids could sit on "
+              "both sides"), 0.3,
+             "patients, and images shared across patient ids, stay on one side"),
+}
+
+
+def _grouped_cv(models_dir, work, task="busi"):
+    """The grouped folds run so far (work/<task>_fold*.json) beside the leaky cross-validation's same folds."""
+    runs = _load(models_dir, os.path.basename(work)).get(task, [])
     if not runs:
         return []
-    leaky = {r["fold"]: r for r in _load(models_dir).get("busi", [])}
+    keys, figures, label, (before, before_is), scale, grouping = GROUPED_CV[task]
+    leaky = {r["fold"]: r for r in _load(models_dir).get(task, [])}
     names = sorted(runs[0]["tiers"], key=lambda n: runs[0]["tiers"][n]["rank"])
     same = _same_budget_folds(runs)
     same_folds = ", ".join(str(r["fold"]) for r in same)
@@ -668,34 +683,36 @@ def _grouped_cv(models_dir, work):
         for r in runs:
             m = r["tiers"].get(n, {}).get(variant)
             old = leaky.get(r["fold"], {}).get("tiers", {}).get(n, {}).get(variant)
-            cells.append("-" if m is None else f"{_pct(m['accuracy'])} / {_pct(m['malignant_auc'])}"
-                         + (f" (leaky {_pct(old['accuracy'])})" if old else ""))
+            cells.append("-" if m is None else f"{_pct(m[keys[0]])} / {_pct(m[keys[1]])}"
+                         + (f" ({before} {_pct(old[keys[0]])})" if old else ""))
         if same:
-            cells.append(_fold_mean(same, n, variant, leaky))
+            cells.append(_fold_mean(same, n, variant, leaky, keys, before))
         rows.append([n, variant, *cells])
     budgets = "; ".join(f"fold {r['fold']}: teacher {_budget(r)[0]} / student {_budget(r)[1]} + prune "
                         f"{_budget(r)[2]} epochs, "
                         f"{r['seconds'] / 60:.0f} min in the run that finished it, test n={r['n_test']}" for r in runs)
     todo = [k for k in range(5) if k not in {r["fold"] for r in runs}]
     rel = os.path.relpath(work, os.path.dirname(models_dir))
-    out = [f"### Grouped cross-validation (BUSI, device augmentation): {len(runs)} of 5 folds run", "",
-           "Accuracy / malignant AUC at 0.5 on each fold's grouped test split (int8 through the daemon's "
-           "Preprocessor; the teacher float), beside the leaky cross-validation's figure for the same fold "
-           "number (a different, leaky split of the same images):", "",
+    sizes = sorted({r["n_test"] for r in runs})
+    out = [f"### Grouped cross-validation ({label}, device augmentation): {len(runs)} of 5 folds run", "",
+           f"{figures[0].upper() + figures[1:]} on each fold's grouped test split (int8 through the daemon's "
+           f"Preprocessor; the teacher float), beside the {before} cross-validation's figure for the same fold "
+           f"number ({before_is}):", "",
            _md(["tier", "model", *[f"fold {r['fold']}" for r in runs],
                 *([f"folds {same_folds}: mean +- sd"] if same else [])], rows), "",
            f"Epoch budgets: {budgets}. Folds at different budgets are not averaged"
            + (f" (the mean is over folds {same_folds}, which share one budget, "
-              "accuracy then AUC, beside the leaky mean of the same fold numbers" + _leaky_budget(same, leaky)
+              f"{' then '.join(k.replace('malignant_auc', 'AUC').replace('iou', 'IoU').replace('dice', 'Dice') for k in keys)}"
+              f", beside the {before} mean of the same fold numbers" + _leaky_budget(same, leaky, before)
               + ")" if same else "")
-           + "; folds at the same budget still differ widely (the grouped splits keep whole lesions together, "
-           "n=122 each)."]
+           + f"; folds at the same budget still differ widely ({grouping}, "
+           f"n={'/'.join(map(str, sizes))} each)."]
     if todo:
         out += ["", f"Not run yet: fold(s) {', '.join(map(str, todo))}. Each fold's JSON is the unit that "
                 "survives a session (the per-epoch checkpoints under .cache/ do not survive a new checkout); "
                 "run one or more with:", "", "```",
-                f"nice -n 19 .venv/bin/python -m firmware_py.models.build --data ../shared/data --tasks busi "
-                f"--folds {','.join(map(str, todo))} --no-ship --work-dir {rel} --threads 2 --epochs-scale 0.4",
+                f"nice -n 19 .venv/bin/python -m firmware_py.models.build --data ../shared/data --tasks {task} "
+                f"--folds {','.join(map(str, todo))} --no-ship --work-dir {rel} --threads 2 --epochs-scale {scale:g}",
                 "```"]
     return out + [""]
 
@@ -715,7 +732,7 @@ def _same_budget_folds(runs):
     return best if len(best) >= 2 else []
 
 
-def _leaky_budget(runs, leaky):
+def _leaky_budget(runs, leaky, before="leaky"):
     """Whether the leaky runs of the same folds had the same epoch budget (then the split and the
     augmentation are what differ)."""
     olds = [leaky.get(r["fold"]) for r in runs]
@@ -723,22 +740,22 @@ def _leaky_budget(runs, leaky):
         return ""
     same = all(_budget(o) == _budget(r) for o, r in zip(olds, runs))
     aug = {o["settings"].get("augment") or "basic" for o in olds}
-    return (f"; those leaky runs had {'the same' if same else 'another'} epoch budget and the "
+    return (f"; those {before} runs had {'the same' if same else 'another'} epoch budget and the "
             f"{'/'.join(sorted(aug))} augmentation")
 
 
-def _fold_mean(runs, name, variant, leaky):
-    """'mean +- sd' of accuracy and AUC over runs (sample sd), and the leaky mean for the same folds."""
+def _fold_mean(runs, name, variant, leaky, keys=("accuracy", "malignant_auc"), before="leaky"):
+    """'mean +- sd' of the two figures over runs (sample sd), and the earlier (leaky) mean of the first for the
+    same folds."""
     ms = [r["tiers"][name][variant] for r in runs if r["tiers"].get(name, {}).get(variant)]
     if len(ms) < 2:
         return "-"
-    acc = np.array([m["accuracy"] for m in ms])
-    auc = np.array([m["malignant_auc"] for m in ms])
+    first, second = (np.array([m[k] for m in ms]) for k in keys)
     olds = [leaky.get(r["fold"], {}).get("tiers", {}).get(name, {}).get(variant) for r in runs]
-    old = (f" (leaky {_pct(float(np.mean([o['accuracy'] for o in olds])))})"
+    old = (f" ({before} {_pct(float(np.mean([o[keys[0]] for o in olds])))})"
            if all(olds) and len(olds) == len(ms) else "")
-    return (f"{_pct(acc.mean())} +- {_pct(acc.std(ddof=1))} / {_pct(auc.mean())} +- {_pct(auc.std(ddof=1))}"
-            + old)
+    return (f"{_pct(first.mean())} +- {_pct(first.std(ddof=1))} / {_pct(second.mean())} +- "
+            f"{_pct(second.std(ddof=1))}" + old)
 
 
 def _reruns_text(run, task):
