@@ -29,7 +29,8 @@ def test_folds_sharing_a_budget_are_averaged_beside_the_leaky_mean_and_others_ar
     # mean 65.0, sample sd of (60, 70) 7.1; AUC 85.0 +- 7.1; the leaky folds 1 and 2 average 70.0
     assert small.endswith("| 65.0 +- 7.1 / 85.0 +- 7.1 (leaky 70.0) |")
     assert "those leaky runs had the same epoch budget and the basic augmentation" in text
-    assert "Not run yet: fold(s) 3, 4" in text and "--folds 3,4" in text
+    assert "across those folds the sd of accuracy reaches 7.1 points" in text
+    assert "Not run yet: fold(s) 3, 4" in text and "--folds 3,4 --epochs-scale 0.4" in text
 
 
 def test_no_two_folds_at_one_budget_means_no_mean_column(tmp_path):
@@ -54,5 +55,10 @@ def test_ddti_folds_get_their_own_table_of_dice_and_iou_beside_the_patient_split
     assert small == "| small | int8 | 80.0 / 70.0 (patient-split 82.0) | 84.0 / 74.0 (patient-split 86.0) " \
                     "| 82.0 +- 2.8 / 72.0 +- 2.8 (patient-split 84.0) |"
     assert "those patient-split runs had the same epoch budget" in text and "Dice then IoU" in text
-    assert "--tasks ddti --folds 0,3,4" in text and "--epochs-scale 0.3" in text
+    assert "across those folds the sd of Dice reaches 2.8 points" in text
+    # fold 0 (the shipped tiers' fold) at the full budget, the others at the patient-split folds' budget
+    command = [ln for ln in text.splitlines() if ln.startswith("nice -n 19")]
+    assert command[0].endswith("--tasks ddti --no-ship --work-dir " + os.path.relpath(work, str(tmp_path.parent))
+                               + " --threads 2 --folds 0")
+    assert command[1].endswith("--folds 3,4 --epochs-scale 0.3") and len(command) == 2
     assert "leaky" not in text and "fold 0 |" not in text

@@ -718,19 +718,38 @@ def _grouped_cv(models_dir, work, task="busi"):
                 *([f"folds {same_folds}: mean +- sd"] if same else [])], rows), "",
            f"Epoch budgets: {budgets}. Folds at different budgets are not averaged"
            + (f" (the mean is over folds {same_folds}, which share one budget, "
-              f"{' then '.join(k.replace('malignant_auc', 'AUC').replace('iou', 'IoU').replace('dice', 'Dice') for k in keys)}"
+              f"{' then '.join(_FIGURE_NAMES.get(k, k) for k in keys)}"
               f", beside the {before} mean of the same fold numbers" + _leaky_budget(same, leaky, before)
-              + ")" if same else "")
-           + f"; folds at the same budget still differ widely ({grouping}, "
-           f"n={'/'.join(map(str, sizes))} each)."]
+              + f"); across those folds the sd of {_FIGURE_NAMES.get(keys[0], keys[0])} reaches "
+              f"{_widest_sd(same, keys[0])} points" if same else "")
+           + f" ({grouping}, n={'/'.join(map(str, sizes))} each)."]
     if todo:
+        cmd = (f"nice -n 19 .venv/bin/python -m firmware_py.models.build --data ../shared/data --tasks {task} "
+               f"--no-ship --work-dir {rel} --threads 2")
+        rest = [k for k in todo if k != 0]
         out += ["", f"Not run yet: fold(s) {', '.join(map(str, todo))}. Each fold's JSON is the unit that "
                 "survives a session (the per-epoch checkpoints under .cache/ do not survive a new checkout); "
-                "run one or more with:", "", "```",
-                f"nice -n 19 .venv/bin/python -m firmware_py.models.build --data ../shared/data --tasks {task} "
-                f"--folds {','.join(map(str, todo))} --no-ship --work-dir {rel} --threads 2 --epochs-scale {scale:g}",
+                "run " + ("them" if len(todo) > 1 else "it") + " with"
+                + (" (fold 0, the shipped tiers' fold, at the full budget)" if 0 in todo else "") + ":", "", "```",
+                *([f"{cmd} --folds 0"] if 0 in todo else []),
+                *([f"{cmd} --folds {','.join(map(str, rest))} --epochs-scale {scale:g}"] if rest else []),
                 "```"]
     return out + [""]
+
+
+_FIGURE_NAMES = {"accuracy": "accuracy", "malignant_auc": "AUC", "dice": "Dice", "iou": "IoU"}
+
+
+def _widest_sd(runs, key):
+    """The largest sample sd of ``key`` (points) over the tiers of ``runs``, each in the table's variant
+    (the teacher float, the students int8)."""
+    sds = []
+    for name, tier in runs[0]["tiers"].items():
+        variant = "float" if tier["rank"] < 0 else "int8"
+        vals = [r["tiers"][name][variant][key] for r in runs if r["tiers"].get(name, {}).get(variant)]
+        if len(vals) >= 2:
+            sds.append(float(np.std(vals, ddof=1)))
+    return _pct(max(sds)) if sds else "n/a"
 
 
 def _budget(run):
